@@ -1,0 +1,199 @@
+"""The embedded local SWF endpoint: a moto server bound to 127.0.0.1.
+
+There is no SWF to run locally, so the demo and the end-to-end tests use
+moto's emulator, served over real HTTP so that caravand, caravanctl and the
+AWS CLI talk to it as they would talk to SWF. Two ways to run it:
+
+- :func:`serve` runs it in this process, in the foreground, until SIGTERM or
+  SIGINT (``caravanctl local-endpoint``, ``python -m caravand.embedded``);
+- :class:`EmbeddedEndpoint` runs it as a child process and manages its life:
+  start on a given or free port, wait until it answers, reset, stop.
+
+moto is an optional dependency (the ``local`` extra): importing it is
+deferred so that production installs never need it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from caravand.swf import ConfigError, UsageError
+
+HOST = "127.0.0.1"
+READY_PREFIX = "caravand-embedded-endpoint listening on "
+INSTALL_HINT = "the embedded SWF endpoint needs moto: pip install 'caravand[local]'"
+
+
+def _make_server(port: int):
+    """Bind a threaded werkzeug server running moto's dispatcher (port 0: any free port)."""
+    try:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from werkzeug.serving import make_server
+    except ImportError:
+        raise ConfigError(INSTALL_HINT) from None
+    app = DomainDispatcherApplication(create_backend_app)
+    try:
+        return make_server(HOST, port, app, threaded=True)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {HOST}:{port}: {exc.strerror}") from None
+
+
+def export_lines(url: str) -> list[str]:
+    """Shell lines that point boto3 (caravanctl, caravan-*, aws) at ``url``.
+
+    The emulator checks no credentials, but boto3 must find some to sign.
+    """
+    return [
+        f"export AWS_ENDPOINT_URL_SWF={url}",
+        "export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}",
+        "export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-caravand}",
+        "export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-caravand}",
+    ]
+
+
+def serve(port: int = 0, *, verbose: bool = False, announce=None) -> int:
+    """Serve in the foreground until SIGTERM or SIGINT; return an exit code.
+
+    ``announce(url)`` is called once the socket listens. Request logging goes
+    to stderr only when ``verbose``.
+    """
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.WARNING)
+    server = _make_server(port)
+    url = f"http://{HOST}:{server.server_port}"
+    stop = threading.Event()
+
+    def request_stop(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    thread = threading.Thread(target=server.serve_forever, name="embedded-swf", daemon=True)
+    thread.start()
+    (announce or (lambda u: None))(url)
+    stop.wait()
+    server.shutdown()
+    server.server_close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # moto schedules SWF timers on non-daemon threads (a 5-minute demo timer
+    # would hold the exit for 5 minutes): nothing of theirs must outlive us.
+    os._exit(0)
+
+
+class EmbeddedEndpoint:
+    """The local SWF endpoint as a supervised child process.
+
+    ``start()`` spawns ``python -m caravand.embedded``, reads the URL it
+    announces and waits until it answers HTTP; ``stop()`` sends SIGTERM and
+    escalates to SIGKILL. The process is found by PID, never by name.
+    """
+
+    def __init__(self, port: int = 0, *, python: str = sys.executable, verbose: bool = False):
+        self.port = port
+        self.python = python
+        self.verbose = verbose
+        self.process: subprocess.Popen | None = None
+        self.url: str | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self, timeout: float = 30.0) -> str:
+        """Start the server and return its URL once it answers."""
+        command = [self.python, "-m", "caravand.embedded", "--port", str(self.port)]
+        if self.verbose:
+            command.append("--verbose")
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=None if self.verbose else subprocess.DEVNULL,
+            text=True,
+        )
+        # The child prints its URL only once its socket listens; a child that
+        # dies first (port taken, moto missing) closes stdout instead.
+        readable, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline() if readable else ""
+        if not line.startswith(READY_PREFIX):
+            self.stop()
+            code = self.process.returncode
+            raise ConfigError(f"embedded SWF endpoint failed to start on port {self.port} (exit {code})")
+        self.url = line[len(READY_PREFIX) :].strip()
+        self.wait_ready(timeout)
+        return self.url
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until the server answers HTTP, or raise after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/moto-api/config", timeout=2) as response:
+                    json.load(response)
+                return
+            except (OSError, ValueError):
+                if time.monotonic() > deadline or (self.process and self.process.poll() is not None):
+                    raise ConfigError(f"embedded SWF endpoint at {self.url} does not answer") from None
+                time.sleep(0.05)
+
+    def reset(self) -> None:
+        """Forget every domain, type and execution (moto's reset API)."""
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST", data=b"")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout``; returns the exit status."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout:
+            self.process.stdout.close()
+        return self.process.returncode
+
+    def __enter__(self) -> EmbeddedEndpoint:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m caravand.embedded", description="Run the local SWF endpoint (moto) on 127.0.0.1."
+    )
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    args = parser.parse_args(argv)
+
+    def announce(url: str) -> None:
+        print(READY_PREFIX + url, flush=True)
+
+    try:
+        return serve(args.port, verbose=args.verbose, announce=announce)
+    except (ConfigError, UsageError) as exc:
+        print(f"caravand.embedded: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""The one place that talks to boto3: clients, retries, paging and errors.
+
+Clients come from boto3's standard chain (environment variables, ``~/.aws``
+files, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL_SWF``) plus the explicit overrides
+of an :class:`Endpoint`. Two kinds of client exist because SWF has two kinds
+of call:
+
+- a *poll* (``PollForDecisionTask``, ``PollForActivityTask``) is held open by
+  SWF for up to 60 s, so its read timeout must be longer than that, and it is
+  never retried by botocore: a retried poll could hand a task to a connection
+  nobody reads any more, and the caller's loop knows better when to poll again;
+- every other call uses botocore's ``standard`` retry mode (exponential backoff
+  with jitter and a retry quota) and short timeouts, so that an unreachable
+  endpoint fails in seconds instead of hanging.
+
+Every botocore error is turned into an :class:`SWFError` whose one-line text
+names the operation, the error code and SWF's message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+log = logging.getLogger(__name__)
+
+#: SWF holds a poll for up to 60 s; botocore's default read timeout is 60 s.
+POLL_READ_TIMEOUT = 70
+#: Other calls answer at once; a read that takes this long means trouble.
+CALL_READ_TIMEOUT = 20
+#: With 3 attempts, an unreachable endpoint fails in about 15 s at worst.
+CONNECT_TIMEOUT = 4
+CALL_MAX_ATTEMPTS = 3
+
+#: Region used when the endpoint is the embedded emulator and none is set.
+EMBEDDED_REGION = "us-east-1"
+#: The emulator checks no signature, but botocore refuses to sign without keys.
+EMBEDDED_CREDENTIALS = {"aws_access_key_id": "caravand", "aws_secret_access_key": "caravand"}
+
+#: SWF's size limits (Amazon SWF quotas and the API model), in characters.
+MAX_INPUT = 32768  # input, result, signal input, details
+MAX_REASON = 256
+MAX_IDENTITY = 256
+MAX_HEARTBEAT_DETAILS = 2048
+MAX_NAME = 256  # workflow id, signal name, tag, type name and version
+MAX_TAGS = 5
+
+CREDENTIALS_HELP = (
+    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or write them in ~/.aws/credentials"
+)
+REGION_HELP = "set AWS_DEFAULT_REGION, region in ~/.aws/config, or --region"
+
+
+class CaravanError(Exception):
+    """An error the user can act on: printed as one line, never a traceback.
+
+    ``exit_code`` follows the documented convention: 1 the request failed
+    (SWF refused it or could not be reached), 2 usage, 78 configuration.
+    """
+
+    exit_code = 1
+
+
+class UsageError(CaravanError):
+    """The command line asks for something impossible."""
+
+    exit_code = 2
+
+
+class ConfigError(CaravanError):
+    """The configuration (ini, credentials, region, profile) is unusable."""
+
+    exit_code = 78
+
+
+class SWFError(CaravanError):
+    """An SWF operation failed; ``code`` is SWF's error code (a fault name)."""
+
+    def __init__(self, operation: str, code: str, message: str):
+        self.operation = operation
+        self.code = code
+        self.message = message
+        super().__init__(f"{operation} failed: {code}: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom to reach SWF; ``None`` means "boto3's chain decides".
+
+    ``embedded`` marks the local emulator: it gets a default region and dummy
+    credentials so that a fresh machine with no AWS setup can use it.
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    embedded: bool = False
+
+    def with_overrides(self, **overrides) -> Endpoint:
+        """A copy where every override that is not None replaces our value."""
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        return dataclasses.replace(self, **changes)
+
+
+def make_session(endpoint: Endpoint) -> boto3.Session:
+    """A boto3 session for ``endpoint``; raises ConfigError for a bad profile."""
+    kwargs = {}
+    if endpoint.embedded:
+        kwargs.update(EMBEDDED_CREDENTIALS)
+    try:
+        session = boto3.Session(profile_name=endpoint.profile, **kwargs)
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise ConfigError(f"{exc}: check --profile, AWS_PROFILE and ~/.aws/config") from None
+    return session
+
+
+def make_client(endpoint: Endpoint, *, poll: bool = False, session: boto3.Session | None = None):
+    """An SWF client: ``poll=True`` for the long-poll calls, else for the rest.
+
+    Build clients after ``fork()``, never before: a boto3 client holds a
+    connection pool that must not be shared between processes.
+    """
+    session = session or make_session(endpoint)
+    region = endpoint.region or session.region_name
+    if region is None and endpoint.embedded:
+        region = EMBEDDED_REGION
+    if region is None:
+        raise ConfigError(f"no AWS region: {REGION_HELP}")
+    if poll:
+        config = botocore.config.Config(
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=POLL_READ_TIMEOUT,
+            retries={"total_max_attempts": 1, "mode": "standard"},
+        )
+    else:
+        config = botocore.config.Config(
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=CALL_READ_TIMEOUT,
+            retries={"total_max_attempts": CALL_MAX_ATTEMPTS, "mode": "standard"},
+        )
+    return session.client("swf", region_name=region, endpoint_url=endpoint.endpoint_url or None, config=config)
+
+
+def api_name(client, method: str) -> str:
+    """``describe_domain`` -> ``DescribeDomain``, as SWF names its operations."""
+    return client.meta.method_to_api_mapping.get(method, method)
+
+
+def translate_error(exc: Exception, operation: str) -> CaravanError:
+    """Map a botocore/boto3 exception to a one-line CaravanError."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code") or "Unknown"
+        message = error.get("Message") or exc.response.get("message") or "no message"
+        return SWFError(operation, code, message)
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return ConfigError(f"{operation}: no AWS credentials found: {CREDENTIALS_HELP}")
+    if isinstance(exc, botocore.exceptions.PartialCredentialsError):
+        return ConfigError(f"{operation}: incomplete AWS credentials ({exc}): {CREDENTIALS_HELP}")
+    if isinstance(exc, botocore.exceptions.NoRegionError):
+        return ConfigError(f"{operation}: no AWS region: {REGION_HELP}")
+    if isinstance(exc, botocore.exceptions.ParamValidationError):
+        # botocore's report spans lines; keep the first useful ones on one.
+        detail = " ".join(str(exc).split())
+        return UsageError(f"{operation}: {detail}")
+    if isinstance(exc, botocore.exceptions.EndpointConnectionError):
+        return SWFError(operation, "EndpointConnectionError", f"cannot reach {exc.kwargs.get('endpoint_url')}")
+    if isinstance(exc, botocore.exceptions.ConnectTimeoutError | botocore.exceptions.ReadTimeoutError):
+        return SWFError(operation, type(exc).__name__, str(exc))
+    if isinstance(exc, botocore.exceptions.BotoCoreError):
+        return SWFError(operation, type(exc).__name__, str(exc))
+    raise TypeError(f"not a botocore error: {exc!r}")
+
+
+def error_code(exc: Exception) -> str | None:
+    """SWF's error code of a ClientError (or an SWFError), else None."""
+    if isinstance(exc, SWFError):
+        return exc.code
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return exc.response.get("Error", {}).get("Code")
+    return None
+
+
+def _drop_none(params: dict) -> dict:
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def call(client, method: str, **params) -> dict:
+    """``client.<method>(**params)`` with None params left out and errors translated."""
+    try:
+        return getattr(client, method)(**_drop_none(params))
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        raise translate_error(exc, api_name(client, method)) from exc
+
+
+def paginate(client, method: str, result_key: str, **params):
+    """Yield every item of ``result_key`` across all pages (until no nextPageToken).
+
+    Uses botocore's paginators where SWF has one; the operation and error
+    handling are the same as :func:`call`.
+    """
+    params = _drop_none(params)
+    operation = api_name(client, method)
+    try:
+        if client.can_paginate(method):
+            for page in client.get_paginator(method).paginate(**params):
+                yield from page.get(result_key, [])
+            return
+        token = None
+        while True:
+            page = getattr(client, method)(**params, **({"nextPageToken": token} if token else {}))
+            yield from page.get(result_key, [])
+            token = page.get("nextPageToken")
+            if not token:
+                return
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        raise translate_error(exc, operation) from exc

@@ -1,0 +1,55 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+
+setup(
+    name="caravand",
+    version="0.1.0",
+    description="A supervisor daemon for AWS Simple Workflow (SWF) deciders and activity workers",
+    long_description=(here / "README.rst").read_text(encoding="utf-8"),
+    long_description_content_type="text/x-rst",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["caravand", "caravand.*"]),
+    install_requires=[
+        "boto3>=1.34",
+        "PasteDeploy>=3.1,<4",
+        "setproctitle>=1.3",
+        "python-daemon>=3.0",
+        "prometheus-client>=0.20",
+    ],
+    extras_require={
+        # moto's SWF emulator, served over HTTP. moto's own "server" extra
+        # pulls in docker, cfn-lint and more for other services; serving SWF
+        # needs only flask and flask-cors beside moto.
+        "local": ["moto>=5.2,<5.3", "flask", "flask-cors"],
+        "test": [
+            "moto>=5.2,<5.3",
+            "flask",
+            "flask-cors",
+            "pytest>=8",
+            "awscli>=1.32",
+            "ruff",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "caravanctl = caravand.ctl:main",
+            "caravan-start = caravand.ctl:seed_start",
+            "caravan-signal = caravand.ctl:seed_signal",
+            "caravan-terminate = caravand.ctl:seed_terminate",
+            "caravan-list = caravand.ctl:seed_list",
+            "caravan-domain-register = caravand.ctl:seed_domain_register",
+            "caravan-domain-list = caravand.ctl:seed_domain_list",
+        ],
+    },
+    classifiers=[
+        "Development Status :: 3 - Alpha",
+        "Environment :: No Input/Output (Daemon)",
+        "License :: OSI Approved :: MIT License",
+        "Programming Language :: Python :: 3",
+        "Topic :: System :: Distributed Computing",
+    ],
+)
