@@ -43,6 +43,8 @@ setup(
             "caravan-list = caravand.ctl:seed_list",
             "caravan-domain-register = caravand.ctl:seed_domain_register",
             "caravan-domain-list = caravand.ctl:seed_domain_list",
+            "caravan-decider = caravand.standalone:decider_main",
+            "caravan-activity = caravand.standalone:activity_main",
         ],
     },
     classifiers=[

@@ -20,6 +20,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +35,30 @@ READY_PREFIX = "caravand-embedded-endpoint listening on "
 INSTALL_HINT = "the embedded SWF endpoint needs moto: pip install 'caravand[local]'"
 
 
+def patch_moto() -> None:
+    """Mend the emulator where it breaks on what real SWF accepts. Idempotent.
+
+    moto 5.2 answers HTTP 500 to a SignalWorkflowExecution without ``input``
+    (the seed's own ``caravan-signal -s STOP`` sends none): give it the
+    missing key, as null, in this process only.
+    """
+    from moto.swf.responses import SWFResponse
+
+    original = SWFResponse.signal_workflow_execution
+    if getattr(original, "caravand_patched", False):
+        return
+
+    def signal_workflow_execution(self):
+        params = json.loads(self.body)
+        if "input" not in params:
+            params["input"] = None
+            self.body = json.dumps(params)
+        return original(self)
+
+    signal_workflow_execution.caravand_patched = True
+    SWFResponse.signal_workflow_execution = signal_workflow_execution
+
+
 def _make_server(port: int):
     """Bind a threaded werkzeug server running moto's dispatcher (port 0: any free port)."""
     try:
@@ -41,11 +66,21 @@ def _make_server(port: int):
         from werkzeug.serving import make_server
     except ImportError:
         raise ConfigError(INSTALL_HINT) from None
-    app = DomainDispatcherApplication(create_backend_app)
+    # Bind the socket here: werkzeug reports a taken port by printing two
+    # lines and calling sys.exit(), which we would rather say in one line.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        return make_server(HOST, port, app, threaded=True)
+        listener.bind((HOST, port))
+        listener.listen(128)
     except OSError as exc:
+        listener.close()
         raise UsageError(f"cannot listen on {HOST}:{port}: {exc.strerror}") from None
+    patch_moto()
+    app = DomainDispatcherApplication(create_backend_app)
+    server = make_server(HOST, listener.getsockname()[1], app, threaded=True, fd=listener.fileno())
+    listener.detach()  # the server's socket now owns the descriptor
+    return server
 
 
 def export_lines(url: str) -> list[str]:
@@ -71,7 +106,7 @@ def serve(port: int = 0, *, verbose: bool = False, announce=None) -> int:
 
     logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.WARNING)
     server = _make_server(port)
-    url = f"http://{HOST}:{server.server_port}"
+    url = f"http://{HOST}:{server.server_address[1]}"
     stop = threading.Event()
 
     def request_stop(signum, frame):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 
 import boto3
 import botocore.config
@@ -156,7 +157,7 @@ def translate_error(exc: Exception, operation: str) -> CaravanError:
         error = exc.response.get("Error", {})
         code = error.get("Code") or "Unknown"
         message = error.get("Message") or exc.response.get("message") or "no message"
-        return SWFError(operation, code, message)
+        return SWFError(operation, code, one_line(message))
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return ConfigError(f"{operation}: no AWS credentials found: {CREDENTIALS_HELP}")
     if isinstance(exc, botocore.exceptions.PartialCredentialsError):
@@ -170,10 +171,19 @@ def translate_error(exc: Exception, operation: str) -> CaravanError:
     if isinstance(exc, botocore.exceptions.EndpointConnectionError):
         return SWFError(operation, "EndpointConnectionError", f"cannot reach {exc.kwargs.get('endpoint_url')}")
     if isinstance(exc, botocore.exceptions.ConnectTimeoutError | botocore.exceptions.ReadTimeoutError):
-        return SWFError(operation, type(exc).__name__, str(exc))
+        return SWFError(operation, type(exc).__name__, one_line(str(exc)))
     if isinstance(exc, botocore.exceptions.BotoCoreError):
-        return SWFError(operation, type(exc).__name__, str(exc))
+        return SWFError(operation, type(exc).__name__, one_line(str(exc)))
     raise TypeError(f"not a botocore error: {exc!r}")
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one line, markup dropped, cut at ``limit`` characters.
+
+    A proxy or an emulator may answer an error with a whole HTML page.
+    """
+    text = " ".join(re.sub(r"<[^>]+>", " ", str(text)).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def error_code(exc: Exception) -> str | None:

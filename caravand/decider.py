@@ -1,0 +1,151 @@
+"""The decision task poll loop: read the whole history, run the Workflow, answer.
+
+Dispatch is by (workflow type name, version). An exception in ``run()`` or
+a task of a type this decider does not serve is logged and counted, and the
+decision task is left to time out, so that SWF schedules it again (perhaps
+on a decider that has the fix); with ``on_error = "fail"`` the execution is
+failed instead. ``WorkflowFailure`` always fails the execution.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+
+from caravand import registration, swf
+from caravand.loader import load_classes
+from caravand.poller import Backoff, Poller
+from caravand.workflow import DecisionDone, DecisionTask, Workflow, WorkflowFailure
+
+log = logging.getLogger(__name__)
+
+ON_ERROR = ("retry", "fail")
+#: A page of history that fails this many times abandons the task to its timeout.
+PAGE_ATTEMPTS = 5
+
+
+class Decider(Poller):
+    """Polls one decision task list and runs the matching Workflow class."""
+
+    kind = "decider"
+
+    def __init__(self, endpoint, domain, task_list, workflows, *, on_error: str = "retry", **kwargs):
+        super().__init__(endpoint, domain, task_list, **kwargs)
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+        self.on_error = on_error
+        self.workflows: dict[tuple[str, str], type[Workflow]] = (
+            dict(workflows) if isinstance(workflows, dict) else {(w.name, w.version): w for w in workflows}
+        )
+
+    @classmethod
+    def from_modules(cls, endpoint, domain, task_list, modules, **kwargs) -> Decider:
+        return cls(endpoint, domain, task_list, load_classes(modules, Workflow), **kwargs)
+
+    def register_types(self) -> None:
+        registration.register_types(self.client, self.domain, "workflow", self.workflows.values())
+
+    # -- polling
+
+    def _poll(self, **extra) -> dict:
+        return swf.call(
+            self.poll_client,
+            "poll_for_decision_task",
+            domain=self.domain,
+            taskList={"name": self.task_list},
+            identity=self.identity,
+            **extra,
+        )
+
+    def poll_once(self) -> dict | None:
+        data = self._poll()
+        if not data.get("taskToken"):
+            return None
+        data["events"] = list(data.get("events", []))
+        token = data.get("nextPageToken")
+        while token:
+            page = self._next_page(token)
+            if page is None:
+                self.stats["abandoned"] += 1
+                log.error(
+                    "abandoned: decision task of %s (history unreadable; SWF retries it after its timeout)",
+                    data["workflowExecution"]["workflowId"],
+                )
+                return None
+            data["events"].extend(page.get("events", []))
+            token = page.get("nextPageToken")
+        return data
+
+    def _next_page(self, token: str) -> dict | None:
+        """One more page of the task's history, retried; None if it cannot be read."""
+        backoff = Backoff(base=0.2, cap=5.0, rng=self.rng)
+        for attempt in range(1, PAGE_ATTEMPTS + 1):
+            try:
+                # Unlike the first call, a call with a page token answers at once.
+                return self._poll(nextPageToken=token)
+            except swf.CaravanError as exc:
+                delay = backoff.next_delay()
+                log.warning("history page failed (attempt %d/%d): %s", attempt, PAGE_ATTEMPTS, exc)
+                if attempt < PAGE_ATTEMPTS:
+                    self._sleep(delay)
+        return None
+
+    # -- deciding
+
+    def task_deadline(self, task: DecisionTask, now: float) -> float | None:
+        """When this decision task times out, from its DecisionTaskScheduled event."""
+        for event in reversed(task.events):
+            if event["eventType"] == "DecisionTaskScheduled":
+                timeout = event["attributes"].get("startToCloseTimeout", "NONE")
+                return None if timeout == "NONE" else now + float(timeout)
+        return None
+
+    def handle(self, data: dict) -> None:
+        task = DecisionTask(data)
+        started = self.clock()
+        self.hooks.task_started(self, task, self.task_deadline(task, started))
+        outcome = self.decide(task)
+        self.finish(task, outcome, started)
+
+    def decide(self, task: DecisionTask) -> str:
+        """Run the workflow for ``task`` and answer; returns the outcome."""
+        workflow_class = self.workflows.get((task.workflow_type, task.workflow_version))
+        if workflow_class is None:
+            served = ", ".join(f"{n} {v}" for n, v in sorted(self.workflows)) or "none"
+            log.error("unknown workflow type: %r (this decider serves: %s)", task, served)
+            if self.on_error != "fail":
+                return "unknown-type"
+            task.decisions = []
+            task.fail_now("unknown-workflow-type", f"no decider for {task.workflow_type} {task.workflow_version}")
+            return self.respond_decisions(task, "workflow-failed")
+
+        log.info("deciding: %r", task)
+        started = time.monotonic()
+        outcome = "completed"
+        try:
+            workflow_class(task).run()
+        except DecisionDone as done:
+            log.debug("%s", done)
+        except WorkflowFailure as failure:
+            log.info("failing workflow: %r (%s)", task, failure.reason)
+            task.fail_now(failure.reason, failure.details)
+            outcome = "workflow-failed"
+        except Exception as exc:
+            log.exception("workflow error: %r in %s.run()", task, workflow_class.__name__)
+            if self.on_error != "fail":
+                return "error"
+            task.decisions = []
+            task.fail_now(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            outcome = "workflow-failed"
+        log.debug("decided in %.3f s: %r -> %s", time.monotonic() - started, task, task.decisions)
+        return self.respond_decisions(task, outcome)
+
+    def respond_decisions(self, task: DecisionTask, outcome: str) -> str:
+        return self.respond(
+            task,
+            "respond_decision_task_completed",
+            outcome,
+            decisions=task.decisions,
+            executionContext=task.execution_context,
+        )

@@ -1,0 +1,238 @@
+"""What the decision and activity poll loops share: the loop, backoff, hooks, stop.
+
+A poller polls one task list of one domain, hands each task to the code that
+handles it, and answers SWF. It is written for real SWF first:
+
+- a poll can be held 60 s by SWF; ``stop()`` never cuts it short: the poll
+  in flight ends by itself, and a task it brings is still handled and
+  answered before ``run_forever()`` returns;
+- an empty poll has no ``taskToken``; one that came back much faster than a
+  long poll would (the emulator answers after 1 s) is followed by a short
+  pause with jitter, so that no loop ever spins hot;
+- throttling, 5xx and connection errors are retried with capped exponential
+  backoff and full jitter; the loop never dies of an SWF error;
+- a respond that SWF refuses with ``UnknownResourceFault`` means the task
+  timed out or was answered already (the emulator may even hand one task
+  to two pollers): a stale task, counted, not an error.
+
+:class:`Hooks` lets the daemon observe the loop (its heartbeat to the master
+and its metrics) without touching it.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import random
+import socket
+import sys
+import threading
+import time
+
+from caravand import swf
+
+log = logging.getLogger(__name__)
+
+#: Error codes that mean "slow down": throttling, or too many idle pollers.
+THROTTLING_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "LimitExceededFault",
+    }
+)
+#: An empty poll quicker than this did not wait on the server like a long poll.
+FAST_EMPTY_POLL = 2.0
+#: ...and is followed by a pause that brings the cycle to about this long.
+MIN_EMPTY_CYCLE = 1.0
+
+
+class Backoff:
+    """Exponential backoff with full jitter, capped: delay = U(0, min(cap, base * 2**n)).
+
+    Full jitter spreads a fleet's retries apart (AWS Architecture Blog,
+    "Exponential Backoff And Jitter"); ``reset()`` after a success.
+    """
+
+    def __init__(self, base: float = 0.5, cap: float = 30.0, rng=random.random):
+        self.base = base
+        self.cap = cap
+        self.rng = rng
+        self.attempts = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.base * (2**self.attempts))
+        self.attempts = min(self.attempts + 1, 32)
+        return self.rng() * ceiling
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+
+class Hooks:
+    """Observer of a poll loop; every method is a no-op here. Override what you need.
+
+    Deadlines are ``time.monotonic()`` values (or None: no known bound).
+    Outcomes of a task: ``completed``, ``failed``, ``canceled``,
+    ``workflow-failed``, ``stale``, ``unknown-type``, ``error`` (left to
+    time out), ``respond-failed``, ``abandoned`` (history unreadable).
+    """
+
+    def poll_started(self, poller, deadline: float) -> None:
+        pass
+
+    def poll_ended(self, poller, got_task: bool, seconds: float) -> None:
+        pass
+
+    def task_started(self, poller, task, deadline: float | None) -> None:
+        pass
+
+    def task_ended(self, poller, task, outcome: str, seconds: float) -> None:
+        pass
+
+    def poll_failed(self, poller, error: swf.CaravanError, throttled: bool) -> None:
+        pass
+
+
+def default_identity() -> str:
+    """``host:pid``, as SWF's console and history show who took a task."""
+    return f"{socket.gethostname()}:{os.getpid()}"[: swf.MAX_IDENTITY]
+
+
+class Poller:
+    """Base of :class:`~caravand.decider.Decider` and :class:`~caravand.activity_worker.ActivityWorker`.
+
+    Subclasses set ``kind`` and write ``poll_once()`` (one poll: the task
+    data, or None) and ``handle(data)`` (run it and answer SWF). Clients are
+    built in ``start()``, never in ``__init__``, so that a poller may be
+    created before ``fork()`` and started after it.
+    """
+
+    kind = "poller"
+
+    def __init__(
+        self,
+        endpoint: swf.Endpoint,
+        domain: str,
+        task_list: str,
+        *,
+        identity: str | None = None,
+        hooks: Hooks | None = None,
+        register: bool = True,
+        clock=time.monotonic,
+        sleep=None,
+        rng=random.random,
+    ):
+        self.endpoint = endpoint
+        self.domain = domain
+        self.task_list = task_list
+        self.identity = identity or default_identity()
+        self.hooks = hooks or Hooks()
+        self.register = register
+        self.clock = clock
+        self.rng = rng
+        self.backoff = Backoff(rng=rng)
+        self.stats: collections.Counter = collections.Counter()
+        self.stopping = False
+        self._wake = threading.Event()
+        self._sleep = sleep or self._wake.wait
+        self.client = None
+        self.poll_client = None
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.domain}/{self.task_list}>"
+
+    # -- life
+
+    def start(self) -> None:
+        """Build the clients (after fork) and register the types if asked."""
+        session = swf.make_session(self.endpoint)
+        self.client = swf.make_client(self.endpoint, session=session)
+        self.poll_client = swf.make_client(self.endpoint, poll=True, session=session)
+        if self.register:
+            self.register_types()
+
+    def register_types(self) -> None:
+        raise NotImplementedError
+
+    def run_forever(self) -> None:
+        """Start, then poll and handle tasks until ``stop()``; returns when stopped."""
+        if self.client is None:
+            self.start()
+        log.info("polling: %s/%s as %s", self.domain, self.task_list, self.identity)
+        while not self.stopping:
+            self.run_once()
+        log.info("stopped: %s/%s (%s)", self.domain, self.task_list, self.summary())
+
+    def stop(self) -> None:
+        """Ask the loop to end after the poll in flight and the task in hand.
+
+        Safe to call twice, and from a signal handler: it only sets flags.
+        """
+        self.stopping = True
+        self._wake.set()
+
+    def summary(self) -> str:
+        return ", ".join(f"{key} {count}" for key, count in sorted(self.stats.items())) or "no tasks"
+
+    # -- one turn of the loop
+
+    def run_once(self) -> bool:
+        """One poll, and the task it brought if any; True if there was a task."""
+        started = self.clock()
+        self.hooks.poll_started(self, started + swf.POLL_READ_TIMEOUT)
+        try:
+            data = self.poll_once()
+        except swf.CaravanError as exc:
+            self.hooks.poll_ended(self, False, self.clock() - started)
+            self._poll_failed(exc)
+            return False
+        elapsed = self.clock() - started
+        self.hooks.poll_ended(self, bool(data), elapsed)
+        self.backoff.reset()
+        if not data:
+            self.stats["empty_polls"] += 1
+            if elapsed < FAST_EMPTY_POLL and not self.stopping:
+                self._sleep(max(0.0, MIN_EMPTY_CYCLE - elapsed) + self.rng() * 0.25)
+            return False
+        self.handle(data)
+        # Under systemd or a pipe, output is block-buffered: show each task's now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return True
+
+    def poll_once(self) -> dict | None:
+        raise NotImplementedError
+
+    def handle(self, data: dict) -> None:
+        raise NotImplementedError
+
+    def _poll_failed(self, exc: swf.CaravanError) -> None:
+        throttled = isinstance(exc, swf.SWFError) and exc.code in THROTTLING_CODES
+        self.stats["throttled" if throttled else "poll_errors"] += 1
+        self.hooks.poll_failed(self, exc, throttled)
+        delay = self.backoff.next_delay()
+        level = logging.WARNING if throttled or self.backoff.attempts <= 3 else logging.ERROR
+        log.log(level, "poll failed: %s/%s: %s (retry in %.1f s)", self.domain, self.task_list, exc, delay)
+        if not self.stopping:
+            self._sleep(delay)
+
+    def respond(self, task, method: str, outcome: str, **params) -> str:
+        """Answer SWF for ``task``; returns the outcome (``stale`` or ``respond-failed`` on refusal)."""
+        try:
+            swf.call(self.client, method, taskToken=task.token, **params)
+        except swf.SWFError as exc:
+            if exc.code == "UnknownResourceFault":
+                log.warning("stale task: %r (%s)", task, exc.message)
+                return "stale"
+            log.error("respond failed: %r: %s", task, exc)
+            return "respond-failed"
+        return outcome
+
+    def finish(self, task, outcome: str, started: float) -> None:
+        self.stats[outcome] += 1
+        self.hooks.task_ended(self, task, outcome, self.clock() - started)
