@@ -45,6 +45,11 @@ setup(
             "caravan-domain-list = caravand.ctl:seed_domain_list",
             "caravan-decider = caravand.standalone:decider_main",
             "caravan-activity = caravand.standalone:activity_main",
+            "caravand = caravand.main:main",
+        ],
+        "caravand.pool_factory": [
+            "decider = caravand.pools:decider",
+            "activity = caravand.pools:activity",
         ],
     },
     classifiers=[

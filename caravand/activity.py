@@ -192,7 +192,10 @@ class Activity:
         timeout = cls.default_task_heartbeat_timeout
         if timeout is None or str(timeout).upper() == "NONE":
             return None
-        return max(1.0, float(timeout) * HEARTBEAT_FRACTION)
+        # No floor: SWF's timeouts are whole seconds, and a floor of 1 s would
+        # miss every deadline of a 1 s heartbeat timeout.
+        interval = float(timeout) * HEARTBEAT_FRACTION
+        return interval if interval > 0 else None
 
     @classmethod
     def start_to_close_seconds(cls) -> float | None:

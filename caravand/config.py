@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import inspect
 import os
 from collections.abc import Callable
 
@@ -172,3 +173,271 @@ def load_master(path: str, overrides: dict[str, str] | None = None) -> MasterSpe
         raise ConfigError(f"{path}: no [{MASTER_SECTION}] section")
     values = parse_section(path, loader, MASTER_SECTION, MASTER_SETTINGS, overrides)
     return MasterSpec(path=os.path.abspath(path), **values)
+
+
+# -- pools: one [pool:NAME] section each
+
+
+POOL_PREFIX = "pool:"
+FACTORY_GROUP = "caravand.pool_factory"
+
+
+def parse_count(value: str) -> int:
+    number = parse_int(value)
+    if number < 0:
+        raise ValueError("expected a whole number, 0 or more")
+    return number
+
+
+def parse_int(value: str) -> int:
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+
+
+def parse_required(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+POOL_SETTINGS = (
+    Setting("domain", parse_required, "", "SWF domain of the pool's task list"),
+    Setting("task_list", parse_required, "", "the task list its children poll"),
+    Setting("processes", parse_count, "1", "how many child processes poll it"),
+    Setting("max_tasks", parse_count, "0", "recycle a child after this many tasks (0: never)"),
+    Setting("max_tasks_jitter", parse_count, "0", "add up to this many to max_tasks, per child"),
+    Setting("max_rss_mb", parse_count, "0", "recycle a child whose resident memory exceeds this (0: never)"),
+    Setting("heartbeat_grace", parse_positive_float, "10", "seconds a child may overstay its declared deadline"),
+    Setting("beat_timeout", parse_positive_float, "30", "seconds without a beat before a child counts as frozen"),
+    Setting("boot_timeout", parse_positive_float, "120", "seconds a child may take to boot"),
+    Setting("kill_grace", parse_positive_float, "5", "seconds between SIGABRT and SIGKILL of a hung child"),
+    Setting("backoff_base", parse_positive_float, "1", "first restart delay after repeated crashes"),
+    Setting("backoff_cap", parse_positive_float, "60", "longest restart delay"),
+    Setting("max_restarts", parse_count, "5", "crashes within restart_window before FATAL"),
+    Setting("restart_window", parse_positive_float, "60", "seconds over which crashes are counted"),
+    Setting("fatal_retry", parse_positive_float, "300", "seconds before a FATAL pool is tried again"),
+    Setting("min_uptime", parse_positive_float, "5", "a child that dies sooner failed to start"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolSpec:
+    """One validated ``[pool:NAME]`` section and what its ``use`` made of it."""
+
+    name: str
+    use: str
+    kind: str
+    factory: object  # has make_poller(endpoint, *, domain, task_list, identity, hooks)
+    options: tuple  # the factory's own keys, as (key, value) pairs
+    domain: str
+    task_list: str
+    processes: int
+    max_tasks: int
+    max_tasks_jitter: int
+    max_rss_mb: int
+    heartbeat_grace: float
+    beat_timeout: float
+    boot_timeout: float
+    kill_grace: float
+    backoff_base: float
+    backoff_cap: float
+    max_restarts: int
+    restart_window: float
+    fatal_retry: float
+    min_uptime: float
+
+    def make_poller(self, endpoint, *, identity, hooks):
+        return self.factory.make_poller(
+            endpoint, domain=self.domain, task_list=self.task_list, identity=identity, hooks=hooks
+        )
+
+    def preload(self) -> None:
+        preload = getattr(self.factory, "preload", None)
+        if preload is not None:
+            preload()
+
+    def restart_policy(self):
+        from caravand.states import RestartPolicy
+
+        return RestartPolicy(
+            backoff_base=self.backoff_base,
+            backoff_cap=self.backoff_cap,
+            max_restarts=self.max_restarts,
+            restart_window=self.restart_window,
+            fatal_retry=self.fatal_retry,
+            min_uptime=self.min_uptime,
+        )
+
+    def same_work(self, other: PoolSpec) -> bool:
+        """True when only the process count differs: resize in place, no replacement."""
+        mine = dataclasses.replace(self, processes=0, factory=None)
+        theirs = dataclasses.replace(other, processes=0, factory=None)
+        return mine == theirs
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A whole validated caravan.ini: the master's settings and the pools."""
+
+    path: str
+    master: MasterSpec
+    pools: dict
+    overrides: dict
+    has_logging: bool
+
+
+def split_overrides(path: str, items: list[str]) -> dict[str, str]:
+    """``["key=value", ...]`` from the command line -> a dict; ConfigError on a malformed one."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{path}: override {item!r}: expected key=value")
+        overrides[key.strip()] = value
+    return overrides
+
+
+class _PoolType:
+    """PasteDeploy's object type for ``[pool:NAME]`` sections and the ``caravand.pool_factory`` group."""
+
+    name = "pool"
+    egg_protocols = [[FACTORY_GROUP]]
+    config_prefixes = [["pool"]]
+
+    def invoke(self, context):  # pragma: no cover - we call the factory ourselves
+        raise NotImplementedError
+
+
+def _load_factory(path: str, section: str, overrides: dict):
+    """Resolve the section's ``use`` (egg:... or call:...) to its factory with PasteDeploy."""
+    from paste.deploy import loadwsgi
+
+    pool_type = _PoolType()
+    loadwsgi._ObjectType.__init__(pool_type)  # normalizes the protocol lists
+    try:
+        context = loadwsgi.loadcontext(
+            pool_type, f"config:{os.path.abspath(path)}", name=section[len(POOL_PREFIX) :], global_conf=overrides
+        )
+        return context.object
+    except Exception as exc:  # PasteDeploy raises LookupError, ImportError, ValueError...
+        raise ConfigError(f"{path}: [{section}] use: {' '.join(str(exc).split())}") from None
+
+
+def parse_pool(path: str, loader: ConfigLoader, section: str, overrides: dict) -> PoolSpec:
+    parser = loader.parser
+    name = section[len(POOL_PREFIX) :].strip()
+    written = section_keys(path, section)
+    shadowed = sorted(written & (section_keys(path, "DEFAULT") | set(overrides)))
+    if shadowed:
+        key = shadowed[0]
+        raise ConfigError(
+            f"{path}: [{section}] {key}: also set in [DEFAULT] or on the command line, which PasteDeploy "
+            f"lets win silently over the section: keep one of them"
+        )
+    if "use" not in written:
+        raise ConfigError(f"{path}: [{section}] use: missing (use = egg:caravand#decider or egg:caravand#activity)")
+
+    def value(key: str) -> str:
+        try:
+            return parser.get(section, key)
+        except configparser.Error as exc:
+            raise ConfigError(f"{path}: [{section}] {key}: {' '.join(str(exc).split())}") from None
+
+    settings = {s.name: s for s in POOL_SETTINGS}
+    values = {}
+    for setting in POOL_SETTINGS:
+        raw = value(setting.name) if parser.has_option(section, setting.name) else setting.default
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            problem = "missing" if setting.default == "" and setting.name not in written else f"{raw!r}: {exc}"
+            raise ConfigError(f"{path}: [{section}] {setting.name}: {problem}") from None
+
+    use = value("use").strip()
+    factory = _load_factory(path, section, overrides)
+    options = {key: value(key) for key in sorted(written) if key not in settings and key != "use"}
+    try:
+        inspect.signature(factory).bind({}, **options)
+    except TypeError:
+        known = [p for p in inspect.signature(factory).parameters][1:]
+        unknown = [k for k in options if k not in known]
+        if unknown:
+            raise ConfigError(
+                f"{path}: [{section}] {unknown[0]}: unknown key "
+                f"(pool keys: {', '.join(sorted(settings))}; {use} takes: {', '.join(known)})"
+            ) from None
+        missing = [k for k, p in list(inspect.signature(factory).parameters.items())[1:] if p.default is p.empty]
+        missing = [k for k in missing if k not in options]
+        raise ConfigError(f"{path}: [{section}] {missing[0] if missing else 'use'}: missing") from None
+    try:
+        made = factory(dict(parser.defaults()), **options)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: [{section}] {exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path}: [{section}] {' '.join(str(exc).split())}") from None
+    if not callable(getattr(made, "make_poller", None)):
+        raise ConfigError(f"{path}: [{section}] use: {use} made {made!r}, which has no make_poller()")
+    return PoolSpec(
+        name=name,
+        use=use,
+        kind=str(getattr(made, "kind", "pool")),
+        factory=made,
+        options=tuple(sorted(options.items())),
+        **values,
+    )
+
+
+def load(path: str, overrides: dict[str, str] | None = None) -> Config:
+    """Read and validate a whole caravan.ini; ConfigError (exit 78) at the first problem."""
+    overrides = dict(overrides or {})
+    loader = read_ini(path)
+    master_names = {s.name for s in MASTER_SETTINGS}
+    variables = {k: v for k, v in overrides.items() if k not in master_names}
+    if variables:
+        loader.update_defaults(variables)
+    if not loader.parser.has_section(MASTER_SECTION):
+        raise ConfigError(f"{path}: no [{MASTER_SECTION}] section")
+    master_values = parse_section(
+        path, loader, MASTER_SECTION, MASTER_SETTINGS, {k: v for k, v in overrides.items() if k in master_names}
+    )
+    master = MasterSpec(path=os.path.abspath(path), **master_values)
+    pools = {}
+    for section in loader.parser.sections():
+        if not section.startswith(POOL_PREFIX):
+            continue
+        spec = parse_pool(path, loader, section, variables)
+        if not spec.name:
+            raise ConfigError(f"{path}: [{section}]: a pool needs a name, as in [pool:orders-decider]")
+        if spec.name in pools:
+            raise ConfigError(f"{path}: [{section}]: duplicate pool {spec.name!r}")
+        pools[spec.name] = spec
+    known_sections = {MASTER_SECTION, "loggers", "handlers", "formatters"}
+    for section in loader.parser.sections():
+        if section.startswith(POOL_PREFIX) or section in known_sections:
+            continue
+        if section.startswith(("logger_", "handler_", "formatter_")):
+            continue
+        raise ConfigError(f"{path}: [{section}]: unknown section (expected [caravand], [pool:NAME] or logging)")
+    return Config(
+        path=os.path.abspath(path),
+        master=master,
+        pools=pools,
+        overrides=overrides,
+        has_logging=loader.parser.has_section("loggers"),
+    )
+
+
+def setup_logging(config: Config) -> None:
+    """Apply the ini's [loggers]/[handlers]/[formatters] with fileConfig, as pserve does."""
+    import logging.config
+
+    if not config.has_logging:
+        return
+    defaults = {"here": os.path.dirname(config.path), "__file__": config.path}
+    try:
+        logging.config.fileConfig(config.path, defaults=defaults, disable_existing_loggers=False)
+    except Exception as exc:  # fileConfig raises KeyError, ValueError, ImportError...
+        raise ConfigError(f"{config.path}: logging sections: {type(exc).__name__}: {exc}") from None

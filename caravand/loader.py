@@ -30,7 +30,8 @@ def import_module(name: str):
     try:
         return importlib.import_module(name)
     except Exception as exc:  # an import can raise anything; report it, don't crash
-        raise ConfigError(f"cannot import module {name!r}: {type(exc).__name__}: {exc}") from exc
+        detail = " ".join(str(exc).split())  # one line, whatever the module raised
+        raise ConfigError(f"cannot import module {name!r}: {type(exc).__name__}: {detail}") from exc
 
 
 def load_classes(module_names: list[str], base) -> dict[tuple[str, str], type]:

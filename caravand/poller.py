@@ -148,9 +148,9 @@ class Poller:
 
     # -- life
 
-    def start(self) -> None:
-        """Build the clients (after fork) and register the types if asked."""
-        session = swf.make_session(self.endpoint)
+    def start(self, session=None) -> None:
+        """Build the clients (after fork; from ``session`` if given) and register the types if asked."""
+        session = session or swf.make_session(self.endpoint)
         self.client = swf.make_client(self.endpoint, session=session)
         self.poll_client = swf.make_client(self.endpoint, poll=True, session=session)
         if self.register:
@@ -225,8 +225,10 @@ class Poller:
         """Answer SWF for ``task``; returns the outcome (``stale`` or ``respond-failed`` on refusal)."""
         try:
             swf.call(self.client, method, taskToken=task.token, **params)
-        except swf.SWFError as exc:
-            if exc.code == "UnknownResourceFault":
+        except swf.CaravanError as exc:
+            # Not only SWFError: botocore refuses a malformed decision (UsageError)
+            # before sending it, and that must not end the loop either.
+            if isinstance(exc, swf.SWFError) and exc.code == "UnknownResourceFault":
                 log.warning("stale task: %r (%s)", task, exc.message)
                 return "stale"
             log.error("respond failed: %r: %s", task, exc)

@@ -9,11 +9,9 @@ dummy keys and a fixed region. End-to-end tests get a real moto server on
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 
 import pytest
+from helpers import Spawned, run_cli, wait_for  # noqa: F401 - re-exported for tests
 
 from caravand.embedded import EmbeddedEndpoint
 
@@ -73,27 +71,16 @@ def endpoint(moto_server, monkeypatch):
     return moto_server
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
-    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(interval)
+@pytest.fixture
+def spawn(tmp_path):
+    """Start real processes; every one is killed by PID at teardown, whatever happened."""
+    started: list[Spawned] = []
 
+    def start(*argv: str, env: dict | None = None) -> Spawned:
+        proc = Spawned(list(argv), tmp_path / f"{len(started)}-{os.path.basename(argv[0])}.log", env)
+        started.append(proc)
+        return proc
 
-def run_cli(*argv: str, timeout: float = 60, env: dict | None = None, input: str | None = None):
-    """Run a console script of the installed package as a real process."""
-    executable = os.path.join(os.path.dirname(sys.executable), argv[0])
-    return subprocess.run(
-        [executable, *argv[1:]],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env if env is not None else dict(os.environ),
-        input=input,
-        stdin=None if input is not None else subprocess.DEVNULL,
-    )
+    yield start
+    for proc in started:
+        proc.kill()

@@ -1,0 +1,246 @@
+"""What runs in a forked child: one poller, its state told to the master.
+
+The child speaks one line at a time over its pipe to the master (each line
+is shorter than PIPE_BUF, so writes from its two threads never interleave):
+
+- ``BOOTED`` once its poller is built and its types registered;
+- ``POLLING <deadline>`` / ``WORKING <deadline>`` / ``IDLE``: what it does,
+  with the monotonic time by which it will be done (``-`` for none; the
+  monotonic clock is one for all processes of the machine);
+- ``DONE <outcome>`` after each task (the master counts them for max_tasks);
+- ``BEAT`` every few seconds from a thread, whatever the main thread does.
+
+Signals: TERM stops after the poll in flight and the task in hand (with a
+deadline, after which a task in hand is failed with ``worker-shutdown`` so
+SWF retries it at once); QUIT stops now if no task is in hand, else after
+it; INT and HUP are the master's business and ignored; USR1 reopens log
+files. The child dies with the master: the kernel sends it SIGUSR2
+(PR_SET_PDEATHSIG) and it stops as on QUIT, within a short deadline.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+
+import setproctitle
+
+from caravand.poller import Hooks, Poller
+from caravand.swf import CaravanError
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+#: The child could not start: its modules failed to import, registration failed...
+EXIT_BOOT_FAILED = 3
+#: The master vanished and the child had to leave at once.
+EXIT_ORPHANED = 4
+
+BEAT_INTERVAL = 5.0
+#: An orphaned child (or a fast stop) leaves within this many seconds.
+ORPHAN_GRACE = 1.5
+PR_SET_PDEATHSIG = 1
+ORPHAN_SIGNAL = signal.SIGUSR2
+
+
+class FastExit(BaseException):
+    """Raised in the main thread to abandon a poll in flight (QUIT, orphan).
+
+    A BaseException, so that no ``except Exception`` on the way swallows it.
+    """
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel for ORPHAN_SIGNAL when the master dies (Linux); exit if it already has."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(ORPHAN_SIGNAL), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the beat thread's ppid check covers it
+        pass
+    if os.getppid() != parent_pid:  # the master died before prctl took effect
+        os._exit(EXIT_ORPHANED)
+
+
+def format_deadline(deadline: float | None) -> str:
+    return "-" if deadline is None else f"{deadline:.3f}"
+
+
+class Reporter(Hooks):
+    """Poller hooks that tell the master, over the pipe, what this child is doing."""
+
+    def __init__(self, fd: int, title: str, parent_pid: int):
+        self.fd = fd
+        self.title = title
+        self.parent_pid = parent_pid
+        self.state = "booting"
+        self.task_in_hand = False
+
+    def send(self, line: str) -> None:
+        try:
+            os.write(self.fd, line.encode() + b"\n")
+        except OSError:  # the master is gone: the pdeath signal or the beat check ends us
+            pass
+
+    def set_state(self, state: str, deadline: float | None = None) -> None:
+        self.state = state
+        setproctitle.setproctitle(f"{self.title} {state}")
+        word = state.upper()
+        self.send(word if state in ("idle", "booted") else f"{word} {format_deadline(deadline)}")
+
+    def poll_started(self, poller, deadline):
+        self.set_state("polling", deadline)
+
+    def poll_ended(self, poller, got_task, seconds):
+        # A task received is a task in hand from this instant: a fast stop
+        # must not abandon it any more.
+        self.task_in_hand = got_task
+        if not got_task:
+            self.set_state("idle")
+
+    def task_started(self, poller, task, deadline):
+        self.task_in_hand = True
+        self.set_state("working", deadline)
+
+    def task_ended(self, poller, task, outcome, seconds):
+        self.task_in_hand = False
+        self.send(f"DONE {outcome}")
+        self.set_state("idle")
+
+    def beat_forever(self, interval: float = BEAT_INTERVAL) -> None:
+        """Run in a daemon thread: BEAT every ``interval`` s; leave if the master is gone."""
+        while True:
+            time.sleep(interval)
+            if os.getppid() != self.parent_pid:
+                os._exit(EXIT_ORPHANED)
+            self.send("BEAT")
+
+
+class ChildProcess:
+    """The life of one forked child, from fork to ``os._exit``; never returns."""
+
+    def __init__(
+        self, pool, index: int, endpoint, write_fd: int, parent_pid: int, graceful_timeout: float, session=None
+    ):
+        self.session = session
+        self.pool = pool
+        self.index = index
+        self.endpoint = endpoint
+        self.parent_pid = parent_pid
+        self.graceful_timeout = graceful_timeout
+        self.title = f"caravand: {pool.kind} {pool.name}#{index} [{pool.domain}/{pool.task_list}]"
+        self.reporter = Reporter(write_fd, self.title, parent_pid)
+        self.poller = None
+        self.stop_requested = False
+
+    def run(self) -> None:
+        code = EXIT_OK
+        try:
+            code = self.main()
+        except FastExit:
+            code = EXIT_OK
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            log.exception("child crashed: %s#%d", self.pool.name, self.index)
+            code = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def main(self) -> int:
+        die_with_parent(self.parent_pid)
+        self.install_signals()
+        faulthandler.enable(file=sys.stderr, all_threads=True)  # SIGABRT from the master dumps stacks here
+        setproctitle.setproctitle(f"{self.title} booting")
+        threading.Thread(target=self.reporter.beat_forever, name="beat", daemon=True).start()
+        try:
+            self.poller = self.pool.make_poller(
+                self.endpoint, identity=f"{os.uname().nodename}:{os.getpid()}", hooks=self.reporter
+            )
+            if self.session is not None and isinstance(self.poller, Poller):
+                self.poller.start(session=self.session)
+            else:
+                self.poller.start()
+        except CaravanError as exc:
+            log.error("failed to boot: %s#%d: %s", self.pool.name, self.index, exc)
+            return EXIT_BOOT_FAILED
+        except Exception:
+            log.exception("failed to boot: %s#%d", self.pool.name, self.index)
+            return EXIT_BOOT_FAILED
+        self.reporter.set_state("booted")
+        if self.stop_requested:
+            return EXIT_OK
+        self.poller.run_forever()
+        return EXIT_OK
+
+    # -- signals: handlers set flags, or raise FastExit to abandon a poll
+
+    def install_signals(self) -> None:
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(signum, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, self.on_term)
+        signal.signal(signal.SIGQUIT, self.on_quit)
+        signal.signal(ORPHAN_SIGNAL, self.on_quit)
+        signal.signal(signal.SIGUSR1, self.on_usr1)
+        signal.signal(signal.SIGALRM, self.on_deadline)
+
+    def request_stop(self) -> None:
+        self.stop_requested = True
+        if self.poller is not None:
+            self.poller.stop()
+
+    def on_term(self, signum, frame) -> None:
+        if not self.stop_requested:
+            signal.setitimer(signal.ITIMER_REAL, max(0.5, self.graceful_timeout - 1.0))
+        self.request_stop()
+
+    def on_quit(self, signum, frame) -> None:
+        self.request_stop()
+        grace = ORPHAN_GRACE if signum == ORPHAN_SIGNAL else self.graceful_timeout - 1.0
+        signal.setitimer(signal.ITIMER_REAL, max(0.5, grace))
+        if not self.reporter.task_in_hand and self.reporter.state in ("polling", "booting"):
+            raise FastExit
+
+    def on_usr1(self, signum, frame) -> None:
+        threading.Thread(target=reopen_log_files, name="reopen-logs", daemon=True).start()
+
+    def on_deadline(self, signum, frame) -> None:
+        """The stop's deadline passed with a task still in hand: fail it so SWF retries it now."""
+
+        def fail_and_exit():
+            fail = getattr(self.poller, "fail_task_in_hand", None)
+            if fail is not None:
+                try:
+                    fail("worker-shutdown")
+                except Exception:
+                    log.exception("could not fail the task in hand")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_OK)
+
+        # Not in the handler: the main thread may hold a lock the call needs.
+        threading.Thread(target=fail_and_exit, name="deadline", daemon=True).start()
+
+
+def reopen_log_files() -> None:
+    """Reopen every file a logging FileHandler writes (after logrotate moved it)."""
+    for handler in logging.root.handlers + [
+        h for logger in logging.Logger.manager.loggerDict.values() for h in getattr(logger, "handlers", [])
+    ]:
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                if handler.stream:
+                    handler.stream.close()
+                handler.stream = handler._open()
+            finally:
+                handler.release()

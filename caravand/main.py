@@ -1,0 +1,137 @@
+"""``caravand caravan.ini [key=value ...]``: the daemon's command line.
+
+Foreground by default (systemd's Type=notify, or a terminal); ``--daemon``
+detaches with python-daemon's DaemonContext. ``--check`` validates the ini
+and prints its pools without starting anything. Exit codes: 0 stopped
+cleanly, 1 could not run (another master holds the pidfile...), 2 usage,
+78 configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from caravand import __version__
+from caravand.config import Config, load, setup_logging, split_overrides
+from caravand.ctl import Parser
+from caravand.output import table
+from caravand.pidfile import PidFile
+from caravand.swf import CaravanError, UsageError
+
+log = logging.getLogger("caravand")
+
+LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="caravand", description="Run the SWF decider and activity pools of an ini file.")
+    parser.add_argument("config", metavar="INI", help="the caravan.ini to run")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="[caravand] settings or [DEFAULT] values")
+    parser.add_argument("--check", action="store_true", help="validate the ini, print its pools, start nothing")
+    parser.add_argument("--daemon", action="store_true", help="detach (not under systemd); needs a pidfile")
+    parser.add_argument("--pidfile", help="hold this pidfile (default: the ini's pidfile)")
+    parser.add_argument("--log-file", help="with --daemon: where stdout and stderr go (default: PIDFILE.log)")
+    parser.add_argument("--version", action="version", version=f"caravand {__version__}")
+    return parser
+
+
+def print_pools(config: Config) -> None:
+    master = config.master
+    print(f"{config.path}: ok")
+    endpoint = master.endpoint()
+    where = endpoint.endpoint_url or "boto3's chain (AWS_ENDPOINT_URL_SWF, or AWS)"
+    print(f"endpoint: {where}{' (embedded)' if master.embedded else ''}")
+    rows = [
+        [spec.name, spec.kind, spec.domain, spec.task_list, str(spec.processes), spec.use]
+        for spec in config.pools.values()
+    ]
+    if rows:
+        table(["POOL", "KIND", "DOMAIN", "TASK LIST", "PROCESSES", "USE"], rows)
+    else:
+        print("no pools")
+
+
+def under_systemd(environ=os.environ) -> bool:
+    return bool(environ.get("INVOCATION_ID") or environ.get("NOTIFY_SOCKET"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        config = load(args.config, split_overrides(args.config, args.overrides))
+    except CaravanError as exc:
+        print(f"caravand: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if args.check:
+        print_pools(config)
+        return 0
+    pidfile = args.pidfile or config.master.pidfile or None
+    try:
+        if args.daemon:
+            if under_systemd():
+                raise UsageError("--daemon is refused under systemd: run in the foreground (Type=notify)")
+            if not pidfile:
+                raise UsageError("--daemon needs a pidfile: --pidfile PATH, or pidfile in [caravand]")
+        if config.has_logging:
+            setup_logging(config)
+        else:
+            logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+            for noisy in ("botocore", "boto3", "urllib3"):
+                logging.getLogger(noisy).setLevel(logging.WARNING)
+        if args.daemon:
+            return run_daemon(config, pidfile, args.log_file or f"{pidfile}.log")
+        lock = PidFile(pidfile) if pidfile else None
+        if lock:
+            lock.acquire()
+        try:
+            return run_master(config, lock)
+        finally:
+            if lock:
+                lock.release()
+    except CaravanError as exc:
+        print(f"caravand: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def run_master(config: Config, lock: PidFile | None) -> int:
+    from caravand.master import Master
+
+    master = Master(config)
+    if lock is not None and lock.fd is not None:
+        master.extra_fds.append(lock.fd)
+    return master.run()
+
+
+def run_daemon(config: Config, pidfile: str, log_file: str) -> int:
+    """Detach with python-daemon; the flock pidfile is taken after detaching, so it holds the daemon's pid."""
+    import daemon
+
+    lock = PidFile(pidfile)
+    # Fail in the foreground, where the user sees it, if another master runs.
+    lock.acquire()
+    lock.release()
+    output = open(log_file, "a", buffering=1)  # noqa: SIM115 - lives as long as the daemon
+    context = daemon.DaemonContext(
+        pidfile=lock,
+        umask=0o027,
+        working_directory=os.path.dirname(config.path),
+        stdout=output,
+        stderr=output,
+        files_preserve=[output],
+        signal_map={},  # the master installs its own handlers
+    )
+    with context:
+        # Logging handlers built before detaching point at the old stderr.
+        for handler in logging.root.handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                handler.setStream(sys.stderr)
+        return run_master(config, lock)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,668 @@
+"""The master: forks each pool's children, watches them, restarts, reloads, stops.
+
+One thread and one loop, in the manner of gunicorn's arbiter. Signal
+handlers only queue the signal (``signal.set_wakeup_fd`` wakes the loop);
+the loop reads its children's pipes, handles the queued signals in
+``handle_<name>`` methods, reaps the dead, watches deadlines, and brings
+every pool to its wanted number of children. Nothing in the loop blocks:
+a stop or a reload is a state with a deadline that each pass checks.
+
+A child's life, in the methods that shape it: ``spawn`` -> ``read_child``
+(BOOTED, POLLING, WORKING, IDLE, DONE, BEAT) -> ``watch_children`` (overdue:
+SIGABRT, then SIGKILL) or ``retire`` (SIGTERM, an expected exit) ->
+``reap`` -> ``child_exited`` (a crash moves the pool's restart state).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+import os
+import random
+import selectors
+import signal
+import sys
+import time
+
+import setproctitle
+
+from caravand import child as child_module
+from caravand import swf
+from caravand.child import ChildProcess, reopen_log_files
+from caravand.config import Config, load, setup_logging
+from caravand.sdnotify import Notifier
+from caravand.states import PoolHealth, PoolState
+
+log = logging.getLogger("caravand.master")
+
+SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "CHLD")
+#: The loop wakes at least this often, even with nothing to do.
+TICK = 1.0
+#: How often each child's resident memory is read, when the pool has max_rss_mb.
+RSS_INTERVAL = 10.0
+
+
+class System:
+    """The seam to the OS and the clock: tests swap in fakes."""
+
+    fork = staticmethod(os.fork)
+    kill = staticmethod(os.kill)
+    waitpid = staticmethod(os.waitpid)
+    monotonic = staticmethod(time.monotonic)
+
+    @staticmethod
+    def rss_mb(pid: int) -> float | None:
+        """Current resident memory of ``pid`` in MiB (not its peak), or None if unreadable."""
+        try:
+            with open(f"/proc/{pid}/statm") as statm:
+                pages = int(statm.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+
+
+@dataclasses.dataclass
+class Child:
+    """One child process as the master sees it."""
+
+    pid: int
+    pool: Pool
+    index: int
+    fd: int
+    started_at: float
+    last_seen: float
+    state: str = "booting"
+    deadline: float | None = None
+    booted_at: float | None = None
+    tasks: int = 0
+    max_tasks: int = 0
+    retiring: bool = False  # asked to go: its exit is expected
+    recycling: bool = False  # wants a replacement before it is retired
+    stop_deadline: float | None = None
+    kill_stage: str | None = None  # "abort" after SIGABRT, "kill" after SIGKILL
+    kill_at: float | None = None
+    next_rss_check: float = 0.0
+    buffer: bytes = b""
+
+    @property
+    def label(self) -> str:
+        return f"{self.pool.name}#{self.index}"
+
+    def overdue(self, now: float) -> str | None:
+        """Why this child must be killed now, or None: it is late, not merely busy."""
+        spec = self.pool.spec
+        if self.state == "booting" and now - self.started_at > spec.boot_timeout:
+            return f"did not boot within {spec.boot_timeout:g} s"
+        if self.deadline is not None and now > self.deadline + spec.heartbeat_grace:
+            return f"{self.state} {now - self.deadline:.1f} s past its deadline"
+        if now - self.last_seen > spec.beat_timeout:
+            return f"silent for {now - self.last_seen:.1f} s ({self.state})"
+        return None
+
+
+class Pool:
+    """A pool's spec, restart state and children; ``draining`` once removed or replaced."""
+
+    def __init__(self, spec, clock, rng=random.random):
+        self.spec = spec
+        self.name = spec.name
+        self.health = PoolHealth(spec.name, spec.restart_policy(), clock, rng)
+        self.target = spec.processes
+        self.children: dict[int, Child] = {}  # by index
+        self.draining = False
+        self.replaces: Pool | None = None  # the older pool to drain once this one is up
+
+    def active(self) -> list[Child]:
+        """Children that count towards the target: not leaving, not being replaced."""
+        return [c for c in self.children.values() if not c.retiring and not c.recycling]
+
+    def booted(self) -> list[Child]:
+        return [c for c in self.active() if c.booted_at is not None]
+
+    def free_index(self) -> int:
+        index = 1
+        while index in self.children:
+            index += 1
+        return index
+
+
+class Master:
+    """The arbiter of one caravand: ``run()`` returns the process's exit code."""
+
+    def __init__(self, config: Config, *, system: System | None = None, notifier: Notifier | None = None, rng=None):
+        self.config = config
+        self.system = system or System()
+        self.notifier = notifier or Notifier()
+        self.rng = rng or random.random
+        self.pid = os.getpid()
+        self.pools: dict[str, Pool] = {}
+        self.draining: list[Pool] = []
+        self.children: dict[int, Child] = {}
+        self.signal_queue: list[int] = []
+        self.selector: selectors.BaseSelector | None = None
+        self.wakeup: tuple[int, int] | None = None
+        self.embedded = None
+        self.endpoint = config.master.endpoint()
+        self.stopping: str | None = None  # "graceful" or "fast"
+        self.stop_deadline: float | None = None
+        self.interrupts = 0
+        self.exit_code = 0
+        self.done = False
+        self.ready_sent = False
+        self.last_status = ""
+        self.next_watchdog = 0.0
+        self.extra_fds: list[int] = []  # fds a child must close (pidfile...)
+        self.session = None  # a warmed boto3 session, with preload
+
+    def now(self) -> float:
+        return self.system.monotonic()
+
+    # -- life
+
+    def run(self) -> int:
+        """Start, loop until stopped, clean up; returns the exit code."""
+        self.start()
+        try:
+            while not self.done:
+                self.loop_once()
+        finally:
+            self.cleanup()
+        log.info("stopped: master (pid %d, exit %d)", self.pid, self.exit_code)
+        return self.exit_code
+
+    def start(self) -> None:
+        setproctitle.setproctitle(f"caravand: master [{self.config.path}]")
+        self.selector = selectors.DefaultSelector()
+        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wakeup = (read_end, write_end)
+        self.selector.register(read_end, selectors.EVENT_READ, None)
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        for name in SIGNALS:
+            signal.signal(getattr(signal, f"SIG{name}"), self.enqueue_signal)
+        log.info("starting: master (pid %d) with %s", self.pid, self.config.path)
+        if self.config.master.embedded:
+            self.start_embedded()
+        if self.config.master.register_domains:
+            self.register_domains()
+        if self.config.master.preload:
+            self.preload()
+        for spec in self.config.pools.values():
+            self.pools[spec.name] = Pool(spec, self.now, self.rng)
+        if not self.pools:
+            log.warning("no pools in %s: nothing to run", self.config.path)
+
+    def enqueue_signal(self, signum, frame) -> None:
+        """The only thing a handler does: queue. The loop handles it."""
+        self.signal_queue.append(signum)
+
+    def loop_once(self) -> None:
+        for key, _ in self.selector.select(self.next_timeout()):
+            if key.data is None:
+                self.drain_wakeup()
+            else:
+                self.read_child(key.data)
+        self.handle_signals()
+        self.reap()
+        now = self.now()
+        self.watch_children(now)
+        self.manage_pools(now)
+        self.check_stop(now)
+        self.tell_systemd(now)
+
+    def next_timeout(self) -> float:
+        now = self.now()
+        wakes = [now + TICK]
+        wakes += [p.health.next_check() or now + TICK for p in self.pools.values()]
+        wakes += [c.kill_at for c in self.children.values() if c.kill_at is not None]
+        if self.stop_deadline is not None:
+            wakes.append(self.stop_deadline)
+        if self.notifier.watchdog_interval:
+            wakes.append(self.next_watchdog)
+        return max(0.0, min(wakes) - now)
+
+    def drain_wakeup(self) -> None:
+        try:
+            while os.read(self.wakeup[0], 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def cleanup(self) -> None:
+        signal.set_wakeup_fd(-1)
+        for name in SIGNALS:
+            signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_DFL)
+        if self.embedded is not None:
+            self.embedded.stop()
+        if self.selector is not None:
+            self.selector.close()
+        if self.wakeup is not None:
+            for fd in self.wakeup:
+                os.close(fd)
+
+    # -- signals
+
+    def handle_signals(self) -> None:
+        while self.signal_queue:
+            signum = self.signal_queue.pop(0)
+            name = signal.Signals(signum).name[3:].lower()
+            getattr(self, f"handle_{name}")()
+
+    def handle_chld(self) -> None:
+        pass  # every pass of the loop reaps
+
+    def handle_term(self) -> None:
+        self.begin_stop("graceful")
+
+    def handle_int(self) -> None:
+        self.interrupts += 1
+        self.begin_stop("graceful" if self.interrupts == 1 else "fast")
+
+    def handle_quit(self) -> None:
+        self.begin_stop("fast")
+
+    def handle_hup(self) -> None:
+        self.reload()
+
+    def handle_ttin(self) -> None:
+        for pool in self.pools.values():
+            pool.target += 1
+            log.info("scale: %s to %d (TTIN)", pool.name, pool.target)
+
+    def handle_ttou(self) -> None:
+        for pool in self.pools.values():
+            pool.target = max(0, pool.target - 1)
+            log.info("scale: %s to %d (TTOU)", pool.name, pool.target)
+
+    def handle_usr1(self) -> None:
+        log.info("reopening log files (USR1)")
+        reopen_log_files()
+        for child in self.children.values():
+            self.signal_child(child, signal.SIGUSR1)
+
+    # -- children
+
+    def spawn(self, pool: Pool) -> Child:
+        index = pool.free_index()
+        read_end, write_end = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = self.system.fork()
+        if pid == 0:  # the child: never returns
+            os.close(read_end)
+            self.close_in_child()
+            ChildProcess(
+                pool.spec,
+                index,
+                self.endpoint,
+                write_end,
+                self.pid,
+                self.config.master.graceful_timeout,
+                session=self.session,
+            ).run()
+        os.close(write_end)
+        os.set_blocking(read_end, False)
+        now = self.now()
+        jitter = int(self.rng() * (pool.spec.max_tasks_jitter + 1)) if pool.spec.max_tasks else 0
+        child = Child(pid, pool, index, read_end, now, now, max_tasks=pool.spec.max_tasks + jitter)
+        pool.children[index] = child
+        self.children[pid] = child
+        self.selector.register(read_end, selectors.EVENT_READ, child)
+        log.info("spawned: %s (pid %d)", child.label, pid)
+        return child
+
+    def close_in_child(self) -> None:
+        """In a new child: drop the master's descriptors (selector, wakeup pipe, siblings' pipes, ...)."""
+        signal.set_wakeup_fd(-1)
+        fds = [*self.wakeup, *self.extra_fds, *(c.fd for c in self.children.values())]
+        fds += [fd for fd in (self.notifier.fileno(), self.embedded_stdout()) if fd is not None]
+        self.selector.close()
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def embedded_stdout(self) -> int | None:
+        if self.embedded is None or self.embedded.process is None or self.embedded.process.stdout is None:
+            return None
+        return self.embedded.process.stdout.fileno()
+
+    def read_child(self, child: Child) -> None:
+        try:
+            data = os.read(child.fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the child closed its pipe: it is dying; reap() will see it
+            self.unregister(child)
+            return
+        child.buffer += data
+        *lines, child.buffer = child.buffer.split(b"\n")
+        now = self.now()
+        child.last_seen = now
+        for line in lines:
+            self.child_said(child, line.decode(errors="replace").split(), now)
+
+    def child_said(self, child: Child, words: list[str], now: float) -> None:
+        if not words:
+            return
+        word = words[0]
+        if word == "BOOTED":
+            child.state, child.deadline, child.booted_at = "idle", None, now
+            log.info("booted: %s (pid %d) in %.2f s", child.label, child.pid, now - child.started_at)
+        elif word in ("POLLING", "WORKING"):
+            child.state = word.lower()
+            child.deadline = None if len(words) < 2 or words[1] == "-" else float(words[1])
+        elif word == "IDLE":
+            child.state, child.deadline = "idle", None
+        elif word == "DONE":
+            child.tasks += 1
+            if child.max_tasks and child.tasks >= child.max_tasks and not child.recycling:
+                child.recycling = True
+                log.info("recycling: %s (pid %d) after %d tasks", child.label, child.pid, child.tasks)
+        # BEAT: last_seen is all it updates
+
+    def unregister(self, child: Child) -> None:
+        if child.fd >= 0:
+            try:
+                self.selector.unregister(child.fd)
+            except (KeyError, ValueError):
+                pass
+            os.close(child.fd)
+            child.fd = -1
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = self.system.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if self.embedded is not None and self.embedded.pid == pid:
+                self.embedded_died(status)
+                continue
+            child = self.children.pop(pid, None)
+            if child is not None:
+                self.child_exited(child, status)
+
+    def child_exited(self, child: Child, status: int) -> None:
+        self.unregister(child)
+        pool = child.pool
+        if pool.children.get(child.index) is child:
+            del pool.children[child.index]
+        now = self.now()
+        uptime = now - child.started_at
+        how = describe_status(status)
+        code = os.waitstatus_to_exitcode(status)
+        crashed = not child.retiring and not self.stopping
+        if code == child_module.EXIT_BOOT_FAILED:
+            uptime = 0.0  # it never started, however long the attempt took
+        if crashed:
+            log.error("crashed: %s (pid %d, %s) after %.1f s", child.label, child.pid, how, now - child.started_at)
+        else:
+            log.info("exited: %s (pid %d, %s)", child.label, child.pid, how)
+        before = pool.health.state
+        pool.health.child_exited(crashed=crashed, uptime=uptime)
+        if pool.health.state is PoolState.FATAL and before is not PoolState.FATAL:
+            log.error(
+                "gave up: %s (%d crashes in %g s); retrying in %g s",
+                pool.name,
+                len(pool.health.crashes),
+                pool.spec.restart_window,
+                pool.spec.fatal_retry,
+            )
+        elif pool.health.state is PoolState.BACKOFF and crashed:
+            log.warning("backoff: %s (restart in %.1f s)", pool.name, max(0.0, pool.health.retry_at - now))
+
+    def signal_child(self, child: Child, signum: int) -> None:
+        try:
+            self.system.kill(child.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def retire(self, child: Child, why: str, signum: int = signal.SIGTERM) -> None:
+        """Ask a child to leave after its poll and task; its exit is expected."""
+        if child.retiring:
+            return
+        child.retiring = True
+        child.stop_deadline = self.now() + self.config.master.graceful_timeout
+        log.info("retiring: %s (pid %d, %s)", child.label, child.pid, why)
+        self.signal_child(child, signum)
+
+    def watch_children(self, now: float) -> None:
+        for child in list(self.children.values()):
+            if child.kill_stage == "abort" and now >= child.kill_at:
+                log.error("killing: %s (pid %d) with SIGKILL: SIGABRT did not end it", child.label, child.pid)
+                self.signal_child(child, signal.SIGKILL)
+                child.kill_stage, child.kill_at = "kill", None
+                continue
+            if child.kill_stage is not None:
+                continue
+            if child.retiring and child.stop_deadline is not None and now >= child.stop_deadline:
+                log.error("killing: %s (pid %d): still running %g s after SIGTERM", child.label, child.pid,
+                          self.config.master.graceful_timeout)  # fmt: skip
+                self.signal_child(child, signal.SIGKILL)
+                child.kill_stage = "kill"
+                continue
+            reason = child.overdue(now)
+            if reason is not None:
+                log.error("hung: %s (pid %d) %s: SIGABRT (its stack follows in its output)", child.label, child.pid,
+                          reason)  # fmt: skip
+                self.signal_child(child, signal.SIGABRT)
+                child.kill_stage, child.kill_at = "abort", now + child.pool.spec.kill_grace
+                continue
+            limit = child.pool.spec.max_rss_mb
+            if limit and not child.recycling and now >= child.next_rss_check:
+                child.next_rss_check = now + RSS_INTERVAL
+                rss = self.system.rss_mb(child.pid)
+                if rss is not None and rss > limit:
+                    child.recycling = True
+                    log.info("recycling: %s (pid %d) at %.0f MB > max_rss_mb %d", child.label, child.pid, rss, limit)
+
+    # -- pools
+
+    def manage_pools(self, now: float) -> None:
+        for pool in list(self.draining):
+            if not pool.children:
+                self.draining.remove(pool)
+                log.info("drained: %s", pool.name)
+        if self.stopping:
+            return
+        for pool in self.pools.values():
+            booted = pool.booted()
+            all_booted_for = now - max(c.booted_at for c in booted) if len(booted) >= pool.target and booted else None
+            before = pool.health.state
+            pool.health.tick(all_booted_for=all_booted_for if pool.target else 0.0)
+            if pool.health.state is not before:
+                log.info("pool: %s %s -> %s", pool.name, before.name, pool.health.state.name)
+            active = pool.active()
+            for child in sorted(active, key=lambda c: c.index)[pool.target :]:
+                self.retire(child, "scaled down")
+            missing = pool.target - len(pool.active())
+            if missing > 0 and pool.health.may_spawn():
+                for _ in range(missing):
+                    self.spawn(pool)
+            if len(pool.booted()) >= pool.target:
+                for child in list(pool.children.values()):
+                    if child.recycling and not child.retiring:
+                        self.retire(child, "replaced")
+                if pool.replaces is not None:
+                    self.drain(pool.replaces, f"replaced by the new {pool.name}")
+                    pool.replaces = None
+
+    def drain(self, pool: Pool, why: str) -> None:
+        """Let a removed or replaced pool's children finish and go."""
+        pool.draining = True
+        pool.health.stop()
+        if pool not in self.draining:
+            self.draining.append(pool)
+        for child in list(pool.children.values()):
+            self.retire(child, why)
+
+    # -- stop and reload
+
+    def begin_stop(self, mode: str) -> None:
+        now = self.now()
+        if self.stopping is None:
+            self.stopping = mode
+            self.stop_deadline = now + self.config.master.graceful_timeout
+            self.notifier.notify("STOPPING=1", f"STATUS=stopping ({mode})")
+            log.info("stopping: master (%s, %d children, up to %g s)", mode, len(self.children),
+                     self.config.master.graceful_timeout)  # fmt: skip
+        elif mode == "fast" and self.stopping != "fast":
+            self.stopping = "fast"
+            log.info("stopping: master (fast now)")
+        else:
+            return
+        signum = signal.SIGQUIT if mode == "fast" else signal.SIGTERM
+        for pool in [*self.pools.values(), *self.draining]:
+            pool.health.stop()
+        for child in list(self.children.values()):
+            child.retiring = True
+            child.stop_deadline = self.stop_deadline
+            self.signal_child(child, signum)
+
+    def check_stop(self, now: float) -> None:
+        if not self.stopping:
+            return
+        if not self.children:
+            self.done = True
+            return
+        if self.stop_deadline is not None and now >= self.stop_deadline:
+            for child in self.children.values():
+                if child.kill_stage != "kill":
+                    log.error("killing: %s (pid %d): graceful_timeout passed", child.label, child.pid)
+                    self.signal_child(child, signal.SIGKILL)
+                    child.kill_stage = "kill"
+
+    def reload(self) -> None:
+        """Read the ini again; apply it if valid, else keep running as before."""
+        log.info("reloading: %s (HUP)", self.config.path)
+        self.notifier.notify("RELOADING=1", "STATUS=reloading")
+        try:
+            new = load(self.config.path, self.config.overrides)
+            if new.master.endpoint() != self.config.master.endpoint() or (
+                new.master.embedded and new.master.embedded_port != self.config.master.embedded_port
+            ):
+                raise swf.ConfigError(f"{new.path}: [caravand] endpoint settings changed: restart caravand to apply")
+            setup_logging(new)
+        except swf.CaravanError as exc:
+            log.error("reload refused: %s (the running configuration stays)", exc)
+            self.notifier.notify("READY=1", "STATUS=reload refused; running as before")
+            return
+        if self.stopping:
+            return
+        old_pools, self.config = self.pools, new
+        self.pools = {}
+        for name, spec in new.pools.items():
+            pool = old_pools.pop(name, None)
+            if pool is not None and pool.spec == spec:
+                self.pools[name] = pool
+            elif pool is not None and pool.spec.same_work(spec):
+                pool.spec, pool.target = spec, spec.processes
+                log.info("resized: %s to %d", name, spec.processes)
+                self.pools[name] = pool
+            else:
+                fresh = Pool(spec, self.now, self.rng)
+                if pool is not None:
+                    fresh.replaces = pool  # drained once the new one is up
+                    log.info("replacing: %s (new settings; new children first)", name)
+                    self.draining.append(pool)
+                    pool.health.stop()
+                    pool.draining = True
+                else:
+                    log.info("added: %s", name)
+                self.pools[name] = fresh
+        for pool in old_pools.values():
+            self.drain(pool, "removed from the ini")
+        if new.master.register_domains:
+            self.register_domains()
+        self.notifier.notify("READY=1", "STATUS=reloaded")
+
+    # -- systemd
+
+    def tell_systemd(self, now: float) -> None:
+        if not self.notifier.enabled:
+            return
+        status = self.status_line()
+        fields = []
+        if not self.ready_sent and not self.stopping and all(len(p.booted()) >= p.target for p in self.pools.values()):
+            self.ready_sent = True
+            fields.append("READY=1")
+            log.info("ready: every pool has its children booted")
+        if status != self.last_status:
+            self.last_status = status
+            fields.append(f"STATUS={status}")
+        if self.notifier.watchdog_interval and now >= self.next_watchdog:
+            self.next_watchdog = now + self.notifier.watchdog_interval
+            fields.append("WATCHDOG=1")
+        if fields:
+            self.notifier.notify(*fields)
+
+    def status_line(self) -> str:
+        parts = [f"{p.name} {len(p.booted())}/{p.target} {p.health.state.value}" for p in self.pools.values()]
+        if self.draining:
+            parts.append(f"draining {sum(len(p.children) for p in self.draining)}")
+        return "; ".join(parts) or "no pools"
+
+    # -- the embedded endpoint, domains, preload
+
+    def start_embedded(self) -> None:
+        from caravand.embedded import EmbeddedEndpoint
+
+        self.embedded = EmbeddedEndpoint(port=self.config.master.embedded_port)
+        url = self.embedded.start()
+        log.info("embedded SWF endpoint: %s (pid %d)", url, self.embedded.pid)
+
+    def embedded_died(self, status: int) -> None:
+        self.embedded.process.returncode = os.waitstatus_to_exitcode(status)
+        if self.stopping:
+            return
+        log.error("embedded SWF endpoint died (%s): restarting it; its state is lost", describe_status(status))
+        self.embedded.start()
+        if self.config.master.register_domains:
+            self.register_domains()
+        for child in list(self.children.values()):
+            self.retire(child, "the embedded endpoint restarted")
+
+    def register_domains(self) -> None:
+        """Register every pool's domain (1 day retention) if SWF lacks it; never fatal."""
+        client = swf.make_client(self.endpoint)
+        try:
+            for domain in sorted({spec.domain for spec in self.config.pools.values()}):
+                try:
+                    swf.call(client, "register_domain", name=domain, workflowExecutionRetentionPeriodInDays="1")
+                    log.info("registered: domain %s", domain)
+                except swf.SWFError as exc:
+                    if exc.code != "DomainAlreadyExistsFault":
+                        log.error("domain %s: %s", domain, exc)
+                except swf.CaravanError as exc:
+                    log.error("domain %s: %s", domain, exc)
+        finally:
+            client.close()  # no connection may be inherited by a child
+
+    def preload(self) -> None:
+        """Import the pools' modules and warm boto3's SWF model before fork; then freeze the heap."""
+        for spec in self.config.pools.values():
+            try:
+                spec.preload()
+            except swf.CaravanError as exc:
+                log.error("preload: %s: %s (its children will try again)", spec.name, exc)
+        # One session with the SWF model loaded (botocore's loader caches it
+        # per session): children build their clients from it in ~7 ms, not ~47.
+        self.session = swf.make_session(self.endpoint)
+        self.session._session.get_service_model("swf")
+        gc.freeze()  # keep the preloaded objects out of the children's collections: pages stay shared
+
+
+def describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        try:
+            return f"killed by {signal.Signals(signum).name}"
+        except ValueError:
+            return f"killed by signal {signum}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"

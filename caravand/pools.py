@@ -1,0 +1,86 @@
+"""The built-in pool factories: ``use = egg:caravand#decider`` and ``egg:caravand#activity``.
+
+A pool factory is called by the master when it reads the ini, with the
+``[DEFAULT]`` values and the section's own keys (those that are not common
+pool settings such as ``processes``). It validates them and returns an
+object with a ``kind`` and ``make_poller(endpoint, *, domain, task_list,
+identity, hooks)``, which each child calls after fork. ``use =
+call:mypkg.mod:factory`` plugs in a framework of one's own the same way.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from caravand.activity import Activity
+from caravand.activity_worker import ActivityWorker
+from caravand.config import parse_bool
+from caravand.decider import ON_ERROR, Decider
+from caravand.loader import load_classes
+from caravand.swf import ConfigError
+from caravand.workflow import Workflow
+
+
+def split_modules(modules: str) -> list[str]:
+    names = modules.split()
+    if not names:
+        raise ConfigError("modules: missing (the modules that define the pool's classes)")
+    for name in names:
+        try:
+            found = importlib.util.find_spec(name)
+        except (ImportError, ValueError) as exc:
+            raise ConfigError(f"modules: cannot import {name!r}: {exc}") from None
+        if found is None:
+            raise ConfigError(f"modules: no module named {name!r}")
+    return names
+
+
+class ModulesPool:
+    """A pool of Decider or ActivityWorker children serving the classes of some modules."""
+
+    def __init__(self, kind: str, poller_class, base, modules: list[str], register: bool, **poller_options):
+        self.kind = kind
+        self.poller_class = poller_class
+        self.base = base
+        self.modules = modules
+        self.register = register
+        self.poller_options = poller_options
+
+    def __repr__(self):
+        return f"<{self.kind} pool of {' '.join(self.modules)}>"
+
+    def preload(self) -> None:
+        """Import the modules now (in the master, before fork), so children share them."""
+        load_classes(self.modules, self.base)
+
+    def make_poller(self, endpoint, *, domain, task_list, identity, hooks):
+        return self.poller_class(
+            endpoint,
+            domain,
+            task_list,
+            load_classes(self.modules, self.base),
+            identity=identity,
+            hooks=hooks,
+            register=self.register,
+            **self.poller_options,
+        )
+
+
+def decider(global_conf, modules, on_error="retry", register="true"):
+    """``use = egg:caravand#decider``: deciders running the Workflow classes of ``modules``."""
+    if on_error not in ON_ERROR:
+        raise ConfigError(f"on_error = {on_error!r}: expected one of {', '.join(ON_ERROR)}")
+    try:
+        register_types = parse_bool(register)
+    except ValueError as exc:
+        raise ConfigError(f"register = {register!r}: {exc}") from None
+    return ModulesPool("decider", Decider, Workflow, split_modules(modules), register_types, on_error=on_error)
+
+
+def activity(global_conf, modules, register="true"):
+    """``use = egg:caravand#activity``: activity workers running the Activity classes of ``modules``."""
+    try:
+        register_types = parse_bool(register)
+    except ValueError as exc:
+        raise ConfigError(f"register = {register!r}: {exc}") from None
+    return ModulesPool("activity", ActivityWorker, Activity, split_modules(modules), register_types)

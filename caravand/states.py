@@ -1,0 +1,148 @@
+"""The restart state machine of a pool: STARTING -> RUNNING -> BACKOFF -> FATAL.
+
+Pure logic with an injected clock and random source, so that every edge is
+tested with a fake clock. The master asks it two questions, "may I spawn a
+child of this pool now?" and "when should I ask again?", and tells it three
+things: a child booted, a child exited, time passed.
+
+What counts as a crash: a child that exits without having been asked to (a
+stop, a recycle, a scale-down), or that the master had to kill because it
+overstayed its deadline. Expected exits never move the state.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+import random
+
+
+class PoolState(enum.Enum):
+    """Where a pool is in its life; see :class:`PoolHealth` for the edges."""
+
+    STARTING = "starting"  # children spawned, not all booted and settled yet
+    RUNNING = "running"  # every wanted child booted and stayed up min_uptime
+    BACKOFF = "backoff"  # a child crashed; the next spawn waits until retry_at
+    FATAL = "fatal"  # too many crashes in the window; retried after fatal_retry
+    STOPPING = "stopping"  # removed or shutting down: no new children
+
+
+@dataclasses.dataclass(frozen=True)
+class RestartPolicy:
+    """How a pool restarts crashed children (one record of the pool's settings)."""
+
+    backoff_base: float = 1.0  # first delay after consecutive crashes, seconds
+    backoff_cap: float = 60.0  # no delay is ever longer
+    max_restarts: int = 5  # crashes allowed within restart_window...
+    restart_window: float = 60.0  # ...before the pool goes FATAL
+    fatal_retry: float = 300.0  # a FATAL pool tries again after this long
+    min_uptime: float = 5.0  # a child that lived less than this failed to start
+
+
+class PoolHealth:
+    """The restart state of one pool. Edges (each a call to ``change_state``):
+
+    - STARTING -> RUNNING: every wanted child booted and min_uptime passed
+      with no crash (``tick``).
+    - STARTING|RUNNING|BACKOFF -> BACKOFF: a child crashed; the next spawn
+      waits an exponential delay with full jitter, zero for a first crash of
+      a child that had been up min_uptime (a one-off is replaced at once).
+    - BACKOFF -> STARTING: the delay passed (``tick``).
+    - any but STOPPING -> FATAL: more than max_restarts crashes within
+      restart_window; nothing is spawned.
+    - FATAL -> STARTING: fatal_retry passed (``tick``); the crash history is
+      forgotten, so the pool gets a fresh window.
+    - any -> STOPPING: the pool is removed or the master stops (``stop``).
+    """
+
+    def __init__(self, name: str, policy: RestartPolicy, clock, rng=random.random):
+        self.name = name
+        self.policy = policy
+        self.clock = clock
+        self.rng = rng
+        self.state = PoolState.STARTING
+        self.since = clock()
+        self.crashes: collections.deque[float] = collections.deque()
+        self.consecutive = 0  # crashes since the pool last settled
+        self.retry_at = 0.0
+        self.restarts = 0  # every crash that led to a respawn, for metrics and status
+        self.transitions: list[tuple[PoolState, PoolState]] = []
+
+    def __repr__(self):
+        return f"<PoolHealth {self.name} {self.state.name}>"
+
+    _ALLOWED = {
+        PoolState.STARTING: {PoolState.RUNNING, PoolState.BACKOFF, PoolState.FATAL, PoolState.STOPPING},
+        PoolState.RUNNING: {PoolState.BACKOFF, PoolState.FATAL, PoolState.STOPPING},
+        PoolState.BACKOFF: {PoolState.STARTING, PoolState.BACKOFF, PoolState.FATAL, PoolState.STOPPING},
+        PoolState.FATAL: {PoolState.STARTING, PoolState.STOPPING},
+        PoolState.STOPPING: set(),
+    }
+
+    def change_state(self, new: PoolState) -> None:
+        """The one place the state changes; refuses an edge the diagram lacks."""
+        if new not in self._ALLOWED[self.state]:
+            raise RuntimeError(f"pool {self.name}: no edge from {self.state.name} to {new.name}")
+        self.transitions.append((self.state, new))
+        self.state = new
+        self.since = self.clock()
+
+    # -- what the master asks
+
+    def may_spawn(self) -> bool:
+        """True when a missing child of this pool may be spawned now."""
+        if self.state in (PoolState.FATAL, PoolState.STOPPING):
+            return False
+        return self.clock() >= self.retry_at
+
+    def next_check(self) -> float | None:
+        """The clock value at which ``tick`` may change something, if any."""
+        if self.state is PoolState.BACKOFF:
+            return self.retry_at
+        if self.state is PoolState.FATAL:
+            return self.since + self.policy.fatal_retry
+        return None
+
+    # -- what the master tells
+
+    def child_exited(self, *, crashed: bool, uptime: float) -> None:
+        """A child is gone; ``crashed`` unless the master had asked it to go."""
+        if not crashed or self.state is PoolState.STOPPING:
+            return
+        now = self.clock()
+        self.crashes.append(now)
+        while self.crashes and self.crashes[0] < now - self.policy.restart_window:
+            self.crashes.popleft()
+        self.consecutive += 1
+        if len(self.crashes) > self.policy.max_restarts:
+            self.change_state(PoolState.FATAL)
+            return
+        self.restarts += 1
+        if self.consecutive == 1 and uptime >= self.policy.min_uptime:
+            delay = 0.0
+        else:
+            ceiling = min(self.policy.backoff_cap, self.policy.backoff_base * 2 ** (self.consecutive - 1))
+            delay = self.rng() * ceiling
+        self.retry_at = now + delay
+        self.change_state(PoolState.BACKOFF)
+
+    def tick(self, *, all_booted_for: float | None) -> None:
+        """Let time act. ``all_booted_for``: how long every wanted child has been booted (None: not all)."""
+        now = self.clock()
+        if self.state is PoolState.BACKOFF and now >= self.retry_at:
+            self.change_state(PoolState.STARTING)
+        elif self.state is PoolState.FATAL and now >= self.since + self.policy.fatal_retry:
+            self.crashes.clear()
+            self.consecutive = 0
+            self.retry_at = 0.0
+            self.change_state(PoolState.STARTING)
+        elif (
+            self.state is PoolState.STARTING and all_booted_for is not None and all_booted_for >= self.policy.min_uptime
+        ):
+            self.consecutive = 0
+            self.change_state(PoolState.RUNNING)
+
+    def stop(self) -> None:
+        if self.state is not PoolState.STOPPING:
+            self.change_state(PoolState.STOPPING)

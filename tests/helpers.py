@@ -1,0 +1,80 @@
+"""Helpers of the tests: waiting on conditions, running our commands as real processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
+
+
+def run_cli(*argv: str, timeout: float = 60, env: dict | None = None, input: str | None = None):
+    """Run a console script of the installed package as a real process."""
+    executable = os.path.join(os.path.dirname(sys.executable), argv[0])
+    return subprocess.run(
+        [executable, *argv[1:]],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env if env is not None else dict(os.environ),
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
+
+
+class Spawned:
+    """A real process of ours; its stdout and stderr go to one file we can read while it runs."""
+
+    def __init__(self, argv: list[str], log_path, env: dict | None = None):
+        self.log_path = log_path
+        self.log = open(log_path, "w")  # noqa: SIM115 - closed in kill()/wait()
+        executable = os.path.join(os.path.dirname(sys.executable), argv[0])
+        self.process = subprocess.Popen(
+            [executable if os.path.exists(executable) else argv[0], *argv[1:]],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env if env is not None else dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+        self.pid = self.process.pid
+
+    def output(self) -> str:
+        self.log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def wait_output(self, text: str, timeout: float = 30.0) -> str:
+        def seen():
+            if self.process.poll() is not None and text not in self.output():
+                raise AssertionError(f"process exited ({self.process.returncode}) before {text!r}:\n{self.output()}")
+            return text in self.output()
+
+        wait_for(seen, timeout, message=f"{text!r} in the output of pid {self.pid}")
+        return self.output()
+
+    def send(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"pid {self.pid} still running after {timeout} s:\n{self.output()}") from None
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
