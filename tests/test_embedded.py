@@ -1,0 +1,112 @@
+"""The embedded local SWF endpoint (caravand.embedded.EmbeddedEndpoint) as a child process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import urllib.request
+
+import boto3
+import pytest
+from helpers import wait_for
+
+from caravand.embedded import EmbeddedEndpoint
+from caravand.swf import ConfigError
+
+pytestmark = pytest.mark.e2e
+
+
+def pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.fixture
+def embedded():
+    """An EmbeddedEndpoint on a free port, stopped (by PID) whatever the test did."""
+    endpoint = EmbeddedEndpoint(port=0)
+    try:
+        yield endpoint
+    finally:
+        endpoint.stop()
+
+
+def test_start_answers_reset_and_stop(embedded):
+    url = embedded.start()
+    assert url == embedded.url
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    assert host == "127.0.0.1" and int(port) > 0
+    pid = embedded.pid
+    assert pid and not pid_gone(pid)
+
+    with urllib.request.urlopen(f"{url}/moto-api/config", timeout=5) as response:
+        assert isinstance(json.load(response), dict)
+
+    client = boto3.client("swf", endpoint_url=url, region_name="us-east-1")
+    client.register_domain(name="Before", workflowExecutionRetentionPeriodInDays="1")
+    assert [d["name"] for d in client.list_domains(registrationStatus="REGISTERED")["domainInfos"]] == ["Before"]
+    embedded.reset()
+    assert client.list_domains(registrationStatus="REGISTERED")["domainInfos"] == []
+
+    assert embedded.stop() == 0
+    assert pid_gone(pid)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/moto-api/config", timeout=2)
+    # Stopping twice is harmless.
+    assert embedded.stop() == 0
+
+
+def test_context_manager():
+    with EmbeddedEndpoint(port=0) as endpoint:
+        pid = endpoint.pid
+        with urllib.request.urlopen(f"{endpoint.url}/moto-api/config", timeout=5) as response:
+            assert isinstance(json.load(response), dict)
+    assert endpoint.process.returncode == 0
+    assert pid_gone(pid)
+
+
+def test_given_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    endpoint = EmbeddedEndpoint(port=port)
+    try:
+        assert endpoint.start() == f"http://127.0.0.1:{port}"
+    finally:
+        endpoint.stop()
+    assert pid_gone(endpoint.pid)
+
+
+def test_port_in_use(embedded):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        port = sock.getsockname()[1]
+        taken = EmbeddedEndpoint(port=port)
+        try:
+            with pytest.raises(ConfigError) as info:
+                taken.start(timeout=20)
+            assert info.value.exit_code == 78
+            assert f"port {port}" in str(info.value)
+            # The child is gone and reaped: nothing left behind.
+            assert taken.process.returncode is not None
+            assert pid_gone(taken.pid)
+        finally:
+            taken.stop()
+
+
+def test_stop_before_start_is_harmless():
+    assert EmbeddedEndpoint(port=0).stop() is None
+
+
+def test_stop_escalates_to_sigkill(embedded, monkeypatch):
+    """A child that ignores SIGTERM is killed after the timeout."""
+    embedded.start()
+    pid = embedded.pid
+    monkeypatch.setattr(embedded.process, "terminate", lambda: None)  # as if SIGTERM were ignored
+    assert embedded.stop(timeout=0.2) == -9
+    wait_for(lambda: pid_gone(pid), timeout=5, message=f"pid {pid} to be gone")
