@@ -84,6 +84,7 @@ MASTER_SETTINGS = (
     Setting("metrics_bind", parse_bind, "127.0.0.1:9469", "HOST:PORT of the Prometheus metrics endpoint"),
     Setting("graceful_timeout", parse_positive_float, "120", "seconds a graceful stop waits for tasks in hand"),
     Setting("pidfile", parse_text, "", "path of the pidfile (daemon mode)"),
+    Setting("log_file", parse_text, "", "with --daemon: the file stdout and stderr go to"),
     Setting("register_domains", parse_bool, "false", "register the pools' domains at start"),
     Setting("preload", parse_bool, "false", "import the pool modules in the master, before fork"),
 )
@@ -101,6 +102,7 @@ class MasterSpec:
     metrics_bind: str
     graceful_timeout: float
     pidfile: str
+    log_file: str
     register_domains: bool
     preload: bool
 
@@ -140,6 +142,20 @@ def section_keys(path: str, section: str) -> set[str]:
     raw.optionxform = str
     raw.read(path)
     return set(raw.options(section)) if raw.has_section(section) else set()
+
+
+def pool_domains(path: str) -> set[str]:
+    """The domains the ini's pools name, read without validating (caravanctl's default -d)."""
+    loader = read_ini(path)
+    parser = loader.parser
+    domains = set()
+    for section in parser.sections():
+        if section.startswith("pool:") and parser.has_option(section, "domain"):
+            try:
+                domains.add(parser.get(section, "domain").strip())
+            except configparser.Error:
+                continue
+    return domains
 
 
 def parse_section(path: str, loader: ConfigLoader, section: str, settings, overrides=None) -> dict:

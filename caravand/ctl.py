@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 
 from caravand import __version__, embedded, output, swf
-from caravand.config import DEFAULT_EMBEDDED_PORT, load_master
+from caravand.config import DEFAULT_EMBEDDED_PORT, load_master, pool_domains
 from caravand.swf import CaravanError, UsageError
 from caravand.timespec import (
     DURATION_HELP,
@@ -129,9 +129,13 @@ class Context:
     @property
     def domain(self) -> str:
         domain = getattr(self.args, "domain", None)
-        if not domain:
-            raise UsageError("no domain: give -d/--domain")
-        return domain
+        if domain:
+            return domain
+        # With -c, an ini whose pools all use one domain makes it the default.
+        domains = pool_domains(self.args.config) if getattr(self.args, "config", None) else set()
+        if len(domains) == 1:
+            return domains.pop()
+        raise UsageError("no domain: give -d/--domain")
 
     @property
     def json(self) -> bool:

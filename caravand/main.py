@@ -32,7 +32,9 @@ def build_parser() -> Parser:
     parser.add_argument("--check", action="store_true", help="validate the ini, print its pools, start nothing")
     parser.add_argument("--daemon", action="store_true", help="detach (not under systemd); needs a pidfile")
     parser.add_argument("--pidfile", help="hold this pidfile (default: the ini's pidfile)")
-    parser.add_argument("--log-file", help="with --daemon: where stdout and stderr go (default: PIDFILE.log)")
+    parser.add_argument(
+        "--log-file", help="with --daemon: where stdout and stderr go (default: the ini's log_file, else PIDFILE.log)"
+    )
     parser.add_argument("--version", action="version", version=f"caravand {__version__}")
     return parser
 
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             for noisy in ("botocore", "boto3", "urllib3"):
                 logging.getLogger(noisy).setLevel(logging.WARNING)
         if args.daemon:
-            return run_daemon(config, pidfile, args.log_file or f"{pidfile}.log")
+            return run_daemon(config, pidfile, args.log_file or config.master.log_file or f"{pidfile}.log")
         lock = PidFile(pidfile) if pidfile else None
         if lock:
             lock.acquire()
