@@ -354,7 +354,11 @@ class Master:
             log.info("booted: %s (pid %d) in %.2f s", child.label, child.pid, now - child.started_at)
         elif word in ("POLLING", "WORKING"):
             child.state = word.lower()
-            child.deadline = None if len(words) < 2 or words[1] == "-" else float(words[1])
+            try:
+                child.deadline = None if len(words) < 2 or words[1] == "-" else float(words[1])
+            except ValueError:  # never from our reporter; a bad line must not stop the master
+                log.warning("garbled: %s (pid %d) said %r", child.label, child.pid, " ".join(words))
+                child.deadline = None
         elif word == "IDLE":
             child.state, child.deadline = "idle", None
         elif word == "DONE":
@@ -475,7 +479,7 @@ class Master:
             booted = pool.booted()
             all_booted_for = now - max(c.booted_at for c in booted) if len(booted) >= pool.target and booted else None
             before = pool.health.state
-            pool.health.tick(all_booted_for=all_booted_for if pool.target else 0.0)
+            pool.health.tick(all_booted_for=all_booted_for if pool.target else float("inf"))
             if pool.health.state is not before:
                 log.info("pool: %s %s -> %s", pool.name, before.name, pool.health.state.name)
             active = pool.active()
@@ -559,11 +563,10 @@ class Master:
         self.pools = {}
         for name, spec in new.pools.items():
             pool = old_pools.pop(name, None)
-            if pool is not None and pool.spec == spec:
-                self.pools[name] = pool
-            elif pool is not None and pool.spec.same_work(spec):
+            if pool is not None and pool.spec.same_work(spec):
+                if spec.processes != pool.spec.processes:
+                    log.info("resized: %s to %d", name, spec.processes)
                 pool.spec, pool.target = spec, spec.processes
-                log.info("resized: %s to %d", name, spec.processes)
                 self.pools[name] = pool
             else:
                 fresh = Pool(spec, self.now, self.rng)

@@ -28,8 +28,10 @@ def split_modules(modules: str) -> list[str]:
     for name in names:
         try:
             found = importlib.util.find_spec(name)
-        except (ImportError, ValueError) as exc:
-            raise ConfigError(f"modules: cannot import {name!r}: {exc}") from None
+        except Exception as exc:  # a parent package that fails at import raises anything
+            raise ConfigError(
+                f"modules: cannot import {name!r}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+            ) from None
         if found is None:
             raise ConfigError(f"modules: no module named {name!r}")
     return names

@@ -108,7 +108,9 @@ class PoolHealth:
 
     def child_exited(self, *, crashed: bool, uptime: float) -> None:
         """A child is gone; ``crashed`` unless the master had asked it to go."""
-        if not crashed or self.state is PoolState.STOPPING:
+        if not crashed or self.state in (PoolState.STOPPING, PoolState.FATAL):
+            # FATAL: another child of a pool that already gave up; nothing is
+            # respawned until fatal_retry, which starts a fresh history anyway.
             return
         now = self.clock()
         self.crashes.append(now)

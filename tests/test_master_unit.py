@@ -1,0 +1,631 @@
+"""The master's decisions (caravand.master) on a fake clock, without forking.
+
+``Master.spawn`` forks for real, so these tests replace it with a recorder
+that makes a Child with a fake pid; signals go to a fake ``System.kill``
+and exits come from a fake ``System.waitpid``. Nothing here sleeps or
+starts a process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import selectors
+import signal
+
+import pytest
+
+from caravand import config
+from caravand.master import Child, Master, Pool, System, describe_status
+from caravand.sdnotify import Notifier
+from caravand.states import PoolState
+
+POOL = """
+[pool:{name}]
+use = egg:caravand#decider
+domain = CaravanDemo
+task_list = default
+modules = caravand.examples.demo
+processes = 2
+boot_timeout = 20
+heartbeat_grace = 10
+beat_timeout = 30
+kill_grace = 5
+backoff_base = 1
+backoff_cap = 8
+max_restarts = 3
+restart_window = 60
+fatal_retry = 300
+min_uptime = 5
+"""
+
+
+def exited(code: int) -> int:
+    """The wait status of a child that exited with ``code``."""
+    return code << 8
+
+
+def write_config(tmp_path, extra: str = "", names=("demo",)) -> config.Config:
+    text = "[caravand]\ngraceful_timeout = 50\n" + "".join(POOL.format(name=n) + extra for n in names)
+    path = tmp_path / "caravan.ini"
+    path.write_text(text)
+    return config.load(str(path))
+
+
+class Clock:
+    def __init__(self, now: float = 5000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeSystem(System):
+    """No fork; kill is recorded; waitpid hands out the exits a test queued."""
+
+    def __init__(self, clock: Clock):
+        self.monotonic = clock
+        self.killed: list[tuple[int, int]] = []
+        self.exits: list[tuple[int, int]] = []
+        self.rss: dict[int, float] = {}
+        self.gone: set[int] = set()
+
+    def fork(self):  # pragma: no cover - a test that gets here is wrong
+        raise AssertionError("the unit tests never fork")
+
+    def kill(self, pid, signum):
+        if pid in self.gone:
+            raise ProcessLookupError(pid)
+        self.killed.append((pid, signum))
+
+    def waitpid(self, pid, options):
+        assert options == os.WNOHANG  # the loop never blocks
+        if self.exits:
+            return self.exits.pop(0)
+        return 0, 0
+
+    def rss_mb(self, pid):
+        return self.rss.get(pid)
+
+
+class FakeNotifier:
+    enabled = True
+    watchdog_interval = None
+
+    def __init__(self):
+        self.sent: list[tuple[str, ...]] = []
+
+    def notify(self, *fields):
+        self.sent.append(fields)
+        return True
+
+    def fileno(self):
+        return None
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def system(clock):
+    return FakeSystem(clock)
+
+
+@pytest.fixture
+def spawned(monkeypatch):
+    """Replace Master.spawn with a recorder: a Child with a fake pid, no fork, no pipe."""
+    made: list[Child] = []
+    pids = itertools.count(1001)
+
+    def fake_spawn(self, pool):
+        now = self.now()
+        child = Child(next(pids), pool, pool.free_index(), -1, now, now, max_tasks=pool.spec.max_tasks)
+        pool.children[child.index] = child
+        self.children[child.pid] = child
+        made.append(child)
+        return child
+
+    monkeypatch.setattr(Master, "spawn", fake_spawn)
+    return made
+
+
+def make_master(cfg, system, notifier=None) -> Master:
+    master = Master(cfg, system=system, notifier=notifier or Notifier(environ={}), rng=lambda: 0.5)
+    for spec in cfg.pools.values():  # what start() does, without signals or a selector
+        master.pools[spec.name] = Pool(spec, master.now, master.rng)
+    return master
+
+
+def boot_all(master: Master) -> None:
+    for child in list(master.children.values()):
+        if child.booted_at is None:
+            master.child_said(child, ["BOOTED"], master.now())
+
+
+def signals_to(system: FakeSystem, child: Child) -> list[int]:
+    return [signum for pid, signum in system.killed if pid == child.pid]
+
+
+# -- Child.overdue and Pool
+
+
+@pytest.fixture
+def pool(tmp_path, clock):
+    return Pool(write_config(tmp_path).pools["demo"], clock)
+
+
+def new_child(pool: Pool, clock: Clock, index: int = 1) -> Child:
+    child = Child(100 + index, pool, index, -1, clock(), clock())
+    pool.children[index] = child
+    return child
+
+
+def test_booting_child_is_overdue_past_boot_timeout(pool, clock):
+    child = new_child(pool, clock)
+    for _ in range(4):  # it beats while it boots
+        clock.advance(5)
+        child.last_seen = clock()
+        assert child.overdue(clock()) is None
+    clock.advance(0.5)  # 20.5 s after its start
+    child.last_seen = clock()
+    assert child.overdue(clock()) == "did not boot within 20 s"
+    child.state, child.booted_at = "idle", clock()
+    assert child.overdue(clock()) is None
+
+
+@pytest.mark.parametrize("state", ["polling", "working"])
+def test_child_is_overdue_past_its_deadline_plus_grace(pool, clock, state):
+    child = new_child(pool, clock)
+    child.state, child.booted_at = state, clock()
+    child.deadline = clock() + 60
+    # Merely busy: within its deadline, and within the grace, it beats and is fine.
+    for _ in range(14):
+        clock.advance(5)
+        child.last_seen = clock()
+        assert child.overdue(clock()) is None, clock() - child.deadline
+    assert clock() == child.deadline + 10  # exactly at the grace: still fine
+    clock.advance(0.5)
+    child.last_seen = clock()
+    assert child.overdue(clock()) == f"{state} 10.5 s past its deadline"
+
+
+def test_silent_child_is_overdue_past_beat_timeout(pool, clock):
+    child = new_child(pool, clock)
+    child.state, child.booted_at, child.deadline = "working", clock(), clock() + 3600
+    clock.advance(30)
+    assert child.overdue(clock()) is None
+    clock.advance(0.1)
+    assert child.overdue(clock()) == "silent for 30.1 s (working)"
+
+
+def test_idle_child_without_deadline_is_only_watched_for_beats(pool, clock):
+    child = new_child(pool, clock)
+    child.state, child.booted_at = "idle", clock()
+    clock.advance(1000)
+    child.last_seen = clock()
+    assert child.overdue(clock()) is None
+
+
+def test_pool_free_index_active_and_booted(pool, clock):
+    assert pool.target == 2 and pool.health.state is PoolState.STARTING
+    assert pool.free_index() == 1
+    one, two, three = (new_child(pool, clock, i) for i in (1, 2, 3))
+    assert pool.free_index() == 4
+    del pool.children[2]
+    assert pool.free_index() == 2  # the lowest free index is reused
+    assert pool.active() == [one, three]
+    assert pool.booted() == []
+    one.booted_at = three.booted_at = clock()
+    assert pool.booted() == [one, three]
+    three.retiring = True
+    one.recycling = True
+    assert pool.active() == [] and pool.booted() == []
+    assert one.label == "demo#1"
+
+
+# -- what children say
+
+
+@pytest.fixture
+def master(tmp_path, system):
+    return make_master(write_config(tmp_path, "max_tasks = 3\n"), system)
+
+
+def test_child_said_booted_polling_working_idle(master, spawned, clock):
+    master.manage_pools(clock())
+    child = spawned[0]
+    assert child.state == "booting" and child.booted_at is None
+    clock.advance(2)
+    master.child_said(child, ["BOOTED"], clock())
+    assert (child.state, child.deadline, child.booted_at) == ("idle", None, clock())
+    master.child_said(child, ["POLLING", "5123.250"], clock())
+    assert (child.state, child.deadline) == ("polling", 5123.25)
+    master.child_said(child, ["WORKING", "-"], clock())
+    assert (child.state, child.deadline) == ("working", None)
+    master.child_said(child, ["WORKING", "6000"], clock())
+    assert (child.state, child.deadline) == ("working", 6000.0)
+    master.child_said(child, ["IDLE"], clock())
+    assert (child.state, child.deadline) == ("idle", None)
+    master.child_said(child, ["POLLING"], clock())
+    assert (child.state, child.deadline) == ("polling", None)
+    before = (child.state, child.deadline, child.tasks)
+    master.child_said(child, ["BEAT"], clock())
+    master.child_said(child, [], clock())
+    assert (child.state, child.deadline, child.tasks) == before
+
+
+def test_done_counts_tasks_and_recycles_at_max_tasks(master, spawned, clock):
+    master.manage_pools(clock())
+    child = spawned[0]
+    assert child.max_tasks == 3  # max_tasks_jitter = 0
+    for outcome in ("completed", "failed"):
+        master.child_said(child, ["DONE", outcome], clock())
+        assert not child.recycling
+    master.child_said(child, ["DONE", "completed"], clock())
+    assert child.tasks == 3 and child.recycling
+    master.child_said(child, ["DONE", "completed"], clock())
+    assert child.tasks == 4 and child.recycling
+
+
+def test_max_tasks_zero_never_recycles(tmp_path, system, spawned, clock):
+    master = make_master(write_config(tmp_path), system)
+    master.manage_pools(clock())
+    child = spawned[0]
+    for _ in range(100):
+        master.child_said(child, ["DONE", "completed"], clock())
+    assert child.tasks == 100 and not child.recycling
+
+
+def test_read_child_splits_lines_across_reads(master, spawned, clock):
+    master.manage_pools(clock())
+    child = spawned[0]
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    master.selector = selectors.DefaultSelector()
+    try:
+        child.fd = read_end
+        master.selector.register(read_end, selectors.EVENT_READ, child)
+        clock.advance(7)
+        os.write(write_end, b"BOOTED\nPOLL")
+        master.read_child(child)
+        assert child.booted_at == clock() and child.last_seen == clock()
+        assert child.state == "idle" and child.buffer == b"POLL"
+        os.write(write_end, b"ING 5100.5\n")
+        master.read_child(child)
+        assert (child.state, child.deadline, child.buffer) == ("polling", 5100.5, b"")
+        master.read_child(child)  # nothing to read: no harm
+        os.close(write_end)
+        write_end = -1
+        master.read_child(child)  # EOF: the child is dying
+        assert child.fd == -1
+        assert master.selector.get_map() is None or read_end not in master.selector.get_map()
+    finally:
+        if write_end >= 0:
+            os.close(write_end)
+        if child.fd >= 0:
+            os.close(child.fd)
+        master.selector.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "text"),
+    [
+        (exited(0), "exit code 0"),
+        (exited(1), "exit code 1"),
+        (exited(3), "exit code 3"),
+        (signal.SIGKILL, "killed by SIGKILL"),
+        (signal.SIGTERM, "killed by SIGTERM"),
+        (signal.SIGABRT | 0x80, "killed by SIGABRT"),  # with a core dump
+        (40, "killed by signal 40"),  # a real-time signal without a name
+    ],
+)
+def test_describe_status(status, text):
+    assert describe_status(status) == text
+
+
+# -- manage_pools: spawning, restarts, scaling, recycling
+
+
+def test_a_new_pool_spawns_its_target(master, spawned, clock):
+    master.manage_pools(clock())
+    assert [c.index for c in spawned] == [1, 2]
+    assert set(master.children) == {c.pid for c in spawned}
+    master.manage_pools(clock())  # nothing missing: nothing more
+    assert len(spawned) == 2
+
+
+def test_pool_runs_once_all_booted_for_min_uptime(master, spawned, clock):
+    pool = master.pools["demo"]
+    master.manage_pools(clock())
+    master.child_said(spawned[0], ["BOOTED"], clock())
+    clock.advance(10)
+    master.manage_pools(clock())
+    assert pool.health.state is PoolState.STARTING  # one of two booted
+    master.child_said(spawned[1], ["BOOTED"], clock())
+    clock.advance(4.9)
+    master.manage_pools(clock())
+    assert pool.health.state is PoolState.STARTING
+    clock.advance(0.1)
+    master.manage_pools(clock())
+    assert pool.health.state is PoolState.RUNNING
+
+
+def test_a_crash_backs_off_then_respawns(master, spawned, system, clock):
+    pool = master.pools["demo"]
+    master.manage_pools(clock())
+    boot_all(master)
+    clock.advance(1)  # younger than min_uptime: a failed start
+    first = spawned[0]
+    system.exits.append((first.pid, exited(1)))
+    master.reap()
+    assert first.pid not in master.children and 1 not in pool.children
+    assert pool.health.state is PoolState.BACKOFF
+    assert pool.health.retry_at == clock() + 0.5  # rng 0.5 x backoff_base 1
+    assert master.next_timeout() == pytest.approx(0.5)
+    master.manage_pools(clock())
+    assert len(spawned) == 2  # not yet
+    clock.advance(0.4)
+    master.manage_pools(clock())
+    assert len(spawned) == 2
+    clock.advance(0.1)
+    master.manage_pools(clock())
+    assert len(spawned) == 3 and spawned[2].index == 1
+    assert pool.health.state is PoolState.STARTING
+    assert pool.health.restarts == 1
+
+
+def test_first_crash_of_a_settled_child_is_replaced_at_once(master, spawned, system, clock):
+    pool = master.pools["demo"]
+    master.manage_pools(clock())
+    boot_all(master)
+    clock.advance(100)
+    master.manage_pools(clock())
+    assert pool.health.state is PoolState.RUNNING
+    system.exits.append((spawned[1].pid, signal.SIGKILL))
+    master.reap()
+    assert pool.health.state is PoolState.BACKOFF and pool.health.retry_at == clock()
+    master.manage_pools(clock())
+    assert len(spawned) == 3 and spawned[2].index == 2
+
+
+def test_a_boot_failure_is_never_replaced_at_once(master, spawned, system, clock):
+    """EXIT_BOOT_FAILED counts as uptime 0, however long the attempt took."""
+    pool = master.pools["demo"]
+    master.manage_pools(clock())
+    for _ in range(3):
+        clock.advance(60)  # a slow failing boot, each one outside the last window
+        child = next(c for c in master.children.values())
+        system.exits.append((child.pid, exited(3)))
+        master.reap()
+        assert pool.health.state is PoolState.BACKOFF
+        assert pool.health.retry_at > clock()
+        count = len(spawned)
+        master.manage_pools(clock())
+        assert len(spawned) == count  # no hot loop
+        clock.advance(pool.health.retry_at - clock())
+        master.manage_pools(clock())
+        assert len(spawned) == count + 1
+
+
+def test_crash_loop_goes_fatal_and_other_pools_live_on(tmp_path, system, spawned, clock):
+    master = make_master(write_config(tmp_path, names=("bad", "good")), system)
+    bad, good = master.pools["bad"], master.pools["good"]
+    master.manage_pools(clock())
+    assert len(spawned) == 4
+    for c in list(good.children.values()):
+        master.child_said(c, ["BOOTED"], clock())
+    for _ in range(8):
+        for c in list(bad.children.values()):
+            system.exits.append((c.pid, exited(3)))
+        master.reap()
+        if bad.health.state is PoolState.FATAL:
+            break
+        clock.advance(bad.health.retry_at - clock())
+        master.manage_pools(clock())
+    assert bad.health.state is PoolState.FATAL
+    assert bad.health.restarts == 3  # bounded by max_restarts
+    count = len(spawned)
+    clock.advance(299)
+    master.manage_pools(clock())
+    assert len(spawned) == count and not bad.children
+    assert good.health.state is PoolState.RUNNING
+    assert len(good.booted()) == 2
+    clock.advance(1)  # fatal_retry = 300
+    master.manage_pools(clock())
+    assert bad.health.state is PoolState.STARTING
+    assert len(spawned) == count + 2
+
+
+def test_a_crash_in_a_pool_already_fatal_is_harmless(master, spawned, system, clock):
+    """The pool gave up while another of its children still ran; that one dies too."""
+    pool = master.pools["demo"]
+    master.manage_pools(clock())
+    boot_all(master)
+    survivor = spawned[1]
+    while pool.health.state is not PoolState.FATAL:
+        system.exits.append((pool.children[1].pid, exited(3)))
+        master.reap()
+        clock.advance(max(0.0, pool.health.retry_at - clock()))
+        master.manage_pools(clock())
+    count = len(spawned)
+    system.exits.append((survivor.pid, exited(1)))
+    master.reap()  # no RuntimeError: FATAL -> FATAL is no edge
+    assert pool.health.state is PoolState.FATAL and not pool.children
+    master.manage_pools(clock())
+    assert len(spawned) == count
+
+
+def test_expected_exits_do_not_count_as_crashes(master, spawned, system, clock):
+    pool = master.pools["demo"]
+    master.manage_pools(clock())
+    boot_all(master)
+    master.retire(spawned[0], "test")
+    assert signals_to(system, spawned[0]) == [signal.SIGTERM]
+    system.exits.append((spawned[0].pid, signal.SIGKILL))
+    master.reap()
+    assert pool.health.state is PoolState.STARTING and not pool.health.crashes
+
+
+def test_scale_down_retires_the_highest_index(master, spawned, system, clock):
+    pool = master.pools["demo"]
+    master.handle_ttin()
+    master.manage_pools(clock())
+    assert [c.index for c in spawned] == [1, 2, 3]
+    boot_all(master)
+    master.handle_ttou()
+    master.handle_ttou()
+    assert pool.target == 1
+    master.manage_pools(clock())
+    assert sorted(system.killed) == [(spawned[1].pid, signal.SIGTERM), (spawned[2].pid, signal.SIGTERM)]
+    assert spawned[1].retiring and spawned[2].retiring and not spawned[0].retiring
+    assert spawned[2].stop_deadline == clock() + 50  # graceful_timeout
+    master.manage_pools(clock())  # asked once only
+    assert len(system.killed) == 2 and len(spawned) == 3
+    for child in spawned[1:]:
+        system.exits.append((child.pid, exited(0)))
+    master.reap()
+    assert list(pool.children) == [1]
+    assert pool.health.state is PoolState.STARTING and not pool.health.crashes
+    master.manage_pools(clock())
+    assert len(spawned) == 3
+    master.handle_ttou()
+    master.handle_ttou()
+    assert pool.target == 0  # never below zero
+
+
+def test_recycling_starts_the_replacement_first(master, spawned, system, clock):
+    pool = master.pools["demo"]
+    master.manage_pools(clock())
+    boot_all(master)
+    old = spawned[0]
+    for _ in range(3):
+        master.child_said(old, ["DONE", "completed"], clock())
+    assert old.recycling
+    master.manage_pools(clock())
+    assert len(spawned) == 3
+    new = spawned[2]
+    assert new.index == 3
+    assert system.killed == []  # the old one serves until the new one booted
+    master.manage_pools(clock())
+    assert system.killed == [] and len(spawned) == 3
+    master.child_said(new, ["BOOTED"], clock())
+    master.manage_pools(clock())
+    assert system.killed == [(old.pid, signal.SIGTERM)]
+    assert old.retiring
+    system.exits.append((old.pid, exited(0)))
+    master.reap()
+    assert sorted(pool.children) == [2, 3]
+    assert not pool.health.crashes
+
+
+def test_recycling_by_resident_memory(tmp_path, system, spawned, clock):
+    master = make_master(write_config(tmp_path, "max_rss_mb = 100\n"), system)
+    master.manage_pools(clock())
+    boot_all(master)
+    first, second = spawned
+    system.rss = {first.pid: 150.0, second.pid: 99.0}
+    master.watch_children(clock())
+    assert first.recycling and not second.recycling
+    system.rss[second.pid] = 500.0
+    clock.advance(9)
+    master.watch_children(clock())
+    assert not second.recycling  # read every RSS_INTERVAL (10 s)
+    clock.advance(1)
+    master.watch_children(clock())
+    assert second.recycling
+
+
+def test_hung_child_gets_sigabrt_then_sigkill(master, spawned, system, clock):
+    master.manage_pools(clock())
+    boot_all(master)
+    child = spawned[0]
+    master.child_said(child, ["WORKING", str(clock() + 20)], clock())
+    for other in spawned:
+        other.last_seen = clock() + 29
+    clock.advance(30)  # 10 s past the deadline: within the grace
+    master.watch_children(clock())
+    assert system.killed == []
+    clock.advance(0.5)
+    master.watch_children(clock())
+    assert system.killed == [(child.pid, signal.SIGABRT)]
+    assert child.kill_stage == "abort" and child.kill_at == clock() + 5
+    clock.advance(4.9)
+    master.watch_children(clock())
+    assert system.killed == [(child.pid, signal.SIGABRT)]
+    clock.advance(0.1)
+    master.watch_children(clock())
+    assert system.killed == [(child.pid, signal.SIGABRT), (child.pid, signal.SIGKILL)]
+    master.watch_children(clock())
+    assert len(system.killed) == 2
+    # Killed for overstaying is a crash.
+    system.exits.append((child.pid, signal.SIGKILL))
+    master.reap()
+    assert master.pools["demo"].health.state is PoolState.BACKOFF
+
+
+def test_retired_child_is_killed_after_graceful_timeout(master, spawned, system, clock):
+    master.manage_pools(clock())
+    boot_all(master)
+    child = spawned[1]
+    master.retire(child, "test")
+    for c in spawned:  # it beats while it finishes its task
+        c.last_seen = clock() + 49
+    clock.advance(49.9)
+    master.watch_children(clock())
+    assert system.killed == [(child.pid, signal.SIGTERM)]
+    clock.advance(0.1)
+    master.watch_children(clock())
+    assert system.killed == [(child.pid, signal.SIGTERM), (child.pid, signal.SIGKILL)]
+
+
+def test_signal_to_a_vanished_child_is_ignored(master, spawned, system, clock):
+    master.manage_pools(clock())
+    system.gone.add(spawned[0].pid)
+    master.signal_child(spawned[0], signal.SIGTERM)
+    assert system.killed == []
+
+
+def test_graceful_stop_spawns_nothing_and_counts_no_crash(master, spawned, system, clock):
+    pool = master.pools["demo"]
+    master.manage_pools(clock())
+    boot_all(master)
+    master.handle_term()
+    assert master.stopping == "graceful"
+    assert sorted(system.killed) == sorted((c.pid, signal.SIGTERM) for c in spawned)
+    assert pool.health.state is PoolState.STOPPING
+    system.exits.append((spawned[0].pid, exited(1)))
+    master.reap()
+    master.manage_pools(clock())
+    master.check_stop(clock())
+    assert len(spawned) == 2 and not master.done
+    clock.advance(50)  # graceful_timeout
+    master.check_stop(clock())
+    assert system.killed[-1] == (spawned[1].pid, signal.SIGKILL)
+    system.exits.append((spawned[1].pid, signal.SIGKILL))
+    master.reap()
+    master.check_stop(clock())
+    assert master.done and master.exit_code == 0
+    assert not pool.health.crashes
+
+
+def test_ready_only_once_every_pool_has_its_children_booted(tmp_path, system, spawned, clock):
+    notifier = FakeNotifier()
+    master = make_master(write_config(tmp_path), system, notifier)
+    master.manage_pools(clock())
+    master.tell_systemd(clock())
+    assert notifier.sent == [("STATUS=demo 0/2 starting",)]
+    master.child_said(spawned[0], ["BOOTED"], clock())
+    master.tell_systemd(clock())
+    assert notifier.sent[-1] == ("STATUS=demo 1/2 starting",)
+    master.child_said(spawned[1], ["BOOTED"], clock())
+    master.tell_systemd(clock())
+    assert notifier.sent[-1] == ("READY=1", "STATUS=demo 2/2 starting")
+    count = len(notifier.sent)
+    master.tell_systemd(clock())
+    assert len(notifier.sent) == count  # nothing changed: nothing sent
+    assert not any("READY=1" in fields for fields in notifier.sent[:-1])

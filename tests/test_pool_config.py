@@ -1,0 +1,457 @@
+"""The pools of caravan.ini (caravand.config.load) and ``caravand --check``."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+import pytest
+
+from caravand import config
+from caravand.main import main
+from caravand.pools import ModulesPool
+from caravand.swf import ConfigError
+
+MASTER = "[caravand]\n"
+DECIDER = """
+[pool:demo-decider]
+use = egg:caravand#decider
+domain = CaravanDemo
+task_list = default
+modules = caravand.examples.demo
+"""
+
+
+def write_ini(tmp_path, text: str, name: str = "caravan.ini") -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def config_error(path: str, overrides=None) -> str:
+    """The one-line message of the ConfigError (exit 78) that loading ``path`` raises."""
+    with pytest.raises(ConfigError) as info:
+        config.load(path, overrides)
+    error = info.value
+    assert error.exit_code == 78
+    message = str(error)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ")
+    return message
+
+
+# -- what a valid ini makes
+
+
+def test_decider_and_activity_pools(tmp_path):
+    path = write_ini(
+        tmp_path,
+        MASTER
+        + DECIDER
+        + """
+processes = 2
+on_error = fail
+
+[pool:greetings]
+use = egg:caravand#activity
+domain = CaravanDemo
+task_list = greetings
+modules = caravand.examples.greeting caravand.examples.greeting_activities
+max_tasks = 100
+max_tasks_jitter = 10
+heartbeat_grace = 2.5
+register = false
+""",
+    )
+    cfg = config.load(path)
+    assert cfg.path == os.path.abspath(path)
+    assert list(cfg.pools) == ["demo-decider", "greetings"]  # the ini's order
+    decider = cfg.pools["demo-decider"]
+    assert decider.kind == "decider" and decider.use == "egg:caravand#decider"
+    assert (decider.domain, decider.task_list, decider.processes) == ("CaravanDemo", "default", 2)
+    assert isinstance(decider.factory, ModulesPool)
+    assert decider.factory.modules == ["caravand.examples.demo"]
+    assert decider.factory.poller_options == {"on_error": "fail"}
+    assert decider.factory.register is True
+    assert decider.options == (("modules", "caravand.examples.demo"), ("on_error", "fail"))
+    activity = cfg.pools["greetings"]
+    assert activity.kind == "activity"
+    assert activity.factory.modules == ["caravand.examples.greeting", "caravand.examples.greeting_activities"]
+    assert activity.factory.register is False
+    assert (activity.processes, activity.max_tasks, activity.max_tasks_jitter) == (1, 100, 10)
+    assert activity.heartbeat_grace == 2.5
+    # The defaults of every other pool setting.
+    assert (activity.beat_timeout, activity.boot_timeout, activity.kill_grace) == (30.0, 120.0, 5.0)
+    policy = activity.restart_policy()
+    assert (policy.backoff_base, policy.backoff_cap, policy.max_restarts) == (1.0, 60.0, 5)
+    assert (policy.restart_window, policy.fatal_retry, policy.min_uptime) == (60.0, 300.0, 5.0)
+    assert cfg.has_logging is False
+
+
+def test_design_example_with_region_in_default(tmp_path):
+    """[DEFAULT] values the pools do not take are not unknown pool keys; [caravand] sees them."""
+    path = write_ini(
+        tmp_path,
+        "[DEFAULT]\nregion = us-east-1\n\n[caravand]\nendpoint_url =\ngraceful_timeout = 120\n"
+        "pidfile = %(here)s/run/caravand.pid\n" + DECIDER + "processes = 2\n",
+    )
+    cfg = config.load(path)
+    assert cfg.master.region == "us-east-1" and cfg.master.endpoint_url == ""
+    assert cfg.master.pidfile == f"{tmp_path}/run/caravand.pid"
+    assert cfg.pools["demo-decider"].processes == 2
+    assert cfg.pools["demo-decider"].options == (("modules", "caravand.examples.demo"),)
+
+
+def test_no_pools_is_valid(tmp_path):
+    cfg = config.load(write_ini(tmp_path, MASTER))
+    assert cfg.pools == {}
+
+
+def test_call_factory_of_ones_own(tmp_path, monkeypatch):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "my_framework_a1.py").write_text(
+        textwrap.dedent(
+            """
+            class Pool:
+                kind = "custom"
+
+                def __init__(self, global_conf, settings):
+                    self.global_conf = global_conf
+                    self.settings = settings
+
+                def make_poller(self, endpoint, *, domain, task_list, identity, hooks):
+                    return ("poller", endpoint, domain, task_list, identity, hooks)
+
+
+            def factory(global_conf, data_dir, colour="blue"):
+                return Pool(global_conf, {"data_dir": data_dir, "colour": colour})
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    path = write_ini(
+        tmp_path,
+        """
+        [DEFAULT]
+        zone = eu1
+
+        [caravand]
+
+        [pool:mine]
+        use = call:my_framework_a1:factory
+        domain = Mine
+        task_list = jobs-%(zone)s
+        data_dir = %(here)s/data
+        """,
+    )
+    spec = config.load(path).pools["mine"]
+    assert spec.kind == "custom" and spec.use == "call:my_framework_a1:factory"
+    assert spec.task_list == "jobs-eu1"
+    assert spec.factory.settings == {"data_dir": f"{tmp_path}/data", "colour": "blue"}
+    assert spec.factory.global_conf["zone"] == "eu1"
+    assert spec.factory.global_conf["here"] == str(tmp_path)
+    assert spec.options == (("data_dir", f"{tmp_path}/data"),)
+    assert spec.make_poller("ENDPOINT", identity="host:1", hooks="HOOKS") == (
+        "poller",
+        "ENDPOINT",
+        "Mine",
+        "jobs-eu1",
+        "host:1",
+        "HOOKS",
+    )
+
+
+def test_call_factory_must_make_a_poller_maker(tmp_path, monkeypatch):
+    (tmp_path / "my_framework_b2.py").write_text("def factory(global_conf):\n    return object()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = write_ini(tmp_path, MASTER + "[pool:mine]\nuse = call:my_framework_b2:factory\ndomain = D\ntask_list = T\n")
+    message = config_error(path)
+    assert "[pool:mine] use: call:my_framework_b2:factory made" in message
+    assert "make_poller" in message
+
+
+def test_call_factory_missing_argument_and_unknown_key(tmp_path, monkeypatch):
+    (tmp_path / "my_framework_c3.py").write_text(
+        "def factory(global_conf, needed):\n    raise AssertionError('not reached')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    base = MASTER + "[pool:mine]\nuse = call:my_framework_c3:factory\ndomain = D\ntask_list = T\n"
+    assert config_error(write_ini(tmp_path, base)).endswith("[pool:mine] needed: missing")
+    message = config_error(write_ini(tmp_path, base + "needed = 1\ncolour = red\n"))
+    assert "[pool:mine] colour: unknown key" in message
+
+
+def test_here_and_default_variables(tmp_path):
+    path = write_ini(
+        tmp_path,
+        """
+        [DEFAULT]
+        dom = CaravanDemo
+        list_prefix = orders
+
+        [caravand]
+        pidfile = %(here)s/run/caravand.pid
+
+        [pool:p]
+        use = egg:caravand#decider
+        domain = %(dom)s
+        task_list = %(list_prefix)s-decisions
+        modules = caravand.examples.demo
+        """,
+    )
+    cfg = config.load(path)
+    assert cfg.master.pidfile == f"{tmp_path}/run/caravand.pid"
+    assert (cfg.pools["p"].domain, cfg.pools["p"].task_list) == ("CaravanDemo", "orders-decisions")
+
+
+def test_overrides_set_master_settings_and_variables(tmp_path):
+    path = write_ini(
+        tmp_path,
+        """
+        [DEFAULT]
+        dom = CaravanDemo
+
+        [caravand]
+        graceful_timeout = 120
+
+        [pool:p]
+        use = egg:caravand#decider
+        domain = %(dom)s
+        task_list = default
+        modules = caravand.examples.demo
+        """,
+    )
+    overrides = config.split_overrides(path, ["graceful_timeout=5", "dom=Other", "spaced = a=b "])
+    assert overrides == {"graceful_timeout": "5", "dom": "Other", "spaced": " a=b "}
+    cfg = config.load(path, overrides)
+    assert cfg.master.graceful_timeout == 5.0  # the command line wins over [caravand]
+    assert cfg.pools["p"].domain == "Other"  # other names become %(name)s variables
+    assert cfg.overrides == overrides
+    # A bad value in an override is reported like one in the file.
+    message = config_error(path, {"graceful_timeout": "soon"})
+    assert "[caravand] graceful_timeout = 'soon'" in message
+
+
+@pytest.mark.parametrize("item", ["noequals", "=value", " =x"])
+def test_malformed_override(tmp_path, item):
+    with pytest.raises(ConfigError) as info:
+        config.split_overrides("caravan.ini", [item])
+    assert info.value.exit_code == 78
+    assert "expected key=value" in str(info.value)
+
+
+def test_same_work_only_processes_differ(tmp_path):
+    first = config.load(write_ini(tmp_path, MASTER + DECIDER + "processes = 2\n", "a.ini")).pools["demo-decider"]
+    more = config.load(write_ini(tmp_path, MASTER + DECIDER + "processes = 5\n", "b.ini")).pools["demo-decider"]
+    assert first.same_work(more) and more.same_work(first)
+    assert first.processes == 2 and more.processes == 5
+    changed = config.load(
+        write_ini(tmp_path, MASTER + DECIDER.replace("demo\n", "greeting\n") + "processes = 2\n", "c.ini")
+    ).pools["demo-decider"]
+    assert changed.factory.modules == ["caravand.examples.greeting"]
+    assert not first.same_work(changed)
+    other_list = config.load(
+        write_ini(tmp_path, MASTER + DECIDER.replace("default", "other") + "processes = 2\n", "d.ini")
+    ).pools["demo-decider"]
+    assert not first.same_work(other_list)
+    slower = config.load(write_ini(tmp_path, MASTER + DECIDER + "processes = 2\nmin_uptime = 9\n", "e.ini"))
+    assert not first.same_work(slower.pools["demo-decider"])
+
+
+# -- errors: one line each, naming file, section and key; exit 78
+
+
+def pool_error(tmp_path, body: str, head: str = MASTER, overrides=None) -> str:
+    return config_error(write_ini(tmp_path, head + body), overrides)
+
+
+def test_unknown_pool_key(tmp_path):
+    message = pool_error(tmp_path, DECIDER + "colour = red\n")
+    assert "[pool:demo-decider] colour: unknown key" in message
+    assert "processes" in message and "modules" in message  # what it could have been
+
+
+def test_unknown_key_for_the_factory(tmp_path):
+    body = DECIDER.replace("#decider", "#activity") + "on_error = fail\n"  # a decider key
+    assert "[pool:demo-decider] on_error: unknown key" in pool_error(tmp_path, body)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("processes = many", "[pool:demo-decider] processes: 'many': expected a whole number"),
+        ("processes = -1", "[pool:demo-decider] processes: '-1': expected a whole number, 0 or more"),
+        ("processes = 1.5", "[pool:demo-decider] processes: '1.5': expected a whole number"),
+        ("max_tasks = lots", "[pool:demo-decider] max_tasks: 'lots'"),
+        ("heartbeat_grace = 0", "[pool:demo-decider] heartbeat_grace: '0': expected a number of seconds above 0"),
+        ("backoff_cap = soon", "[pool:demo-decider] backoff_cap: 'soon'"),
+        ("max_restarts = x", "[pool:demo-decider] max_restarts: 'x'"),
+    ],
+)
+def test_bad_number(tmp_path, line, expected):
+    assert expected in pool_error(tmp_path, DECIDER + line + "\n")
+
+
+@pytest.mark.parametrize("key", ["domain", "task_list"])
+def test_missing_domain_or_task_list(tmp_path, key):
+    body = "".join(line + "\n" for line in DECIDER.splitlines() if not line.startswith(key))
+    assert pool_error(tmp_path, body).endswith(f"[pool:demo-decider] {key}: missing")
+    empty = DECIDER.replace(f"{key} = ", f"{key} =\n#")
+    assert f"[pool:demo-decider] {key}: '': must not be empty" in pool_error(tmp_path, empty)
+
+
+def test_missing_modules(tmp_path):
+    body = DECIDER.replace("modules = caravand.examples.demo\n", "")
+    assert pool_error(tmp_path, body).endswith("[pool:demo-decider] modules: missing")
+    body = DECIDER.replace("modules = caravand.examples.demo\n", "modules =\n")
+    assert "[pool:demo-decider] modules: missing" in pool_error(tmp_path, body)
+
+
+def test_duplicate_pool(tmp_path):
+    """Two sections naming one pool: PasteDeploy finds them ambiguous; we report it."""
+    message = pool_error(tmp_path, DECIDER + DECIDER.replace("[pool:demo-decider]", "[pool: demo-decider ]"))
+    assert "[pool:demo-decider]" in message or "[pool: demo-decider ]" in message
+    assert "demo-decider" in message and ("duplicate" in message or "Ambiguous" in message)
+
+
+def test_duplicate_section(tmp_path):
+    """configparser itself refuses a section written twice: still one line, exit 78."""
+    message = pool_error(tmp_path, DECIDER + DECIDER)
+    assert "malformed ini" in message and "pool:demo-decider" in message and "already exists" in message
+
+
+def test_duplicate_key(tmp_path):
+    message = pool_error(tmp_path, DECIDER + "domain = Other\n")
+    assert "malformed ini" in message and "option 'domain' in section 'pool:demo-decider' already exists" in message
+
+
+def test_unknown_use(tmp_path):
+    message = pool_error(tmp_path, DECIDER.replace("#decider", "#nope"))
+    assert "[pool:demo-decider] use: " in message and "nope" in message
+
+
+def test_unknown_call_module(tmp_path):
+    message = pool_error(tmp_path, DECIDER.replace("egg:caravand#decider", "call:no_such_module_zz9:factory"))
+    assert "[pool:demo-decider] use: " in message and "no_such_module_zz9" in message
+
+
+def test_no_use(tmp_path):
+    message = pool_error(tmp_path, DECIDER.replace("use = egg:caravand#decider\n", ""))
+    assert "[pool:demo-decider] use: missing" in message
+
+
+def test_unimportable_module(tmp_path):
+    message = pool_error(tmp_path, DECIDER.replace("caravand.examples.demo", "no_such_module_zz9"))
+    assert "[pool:demo-decider] modules: no module named 'no_such_module_zz9'" in message
+    message = pool_error(tmp_path, DECIDER.replace("caravand.examples.demo", "no_such_pkg_zz9.sub"))
+    assert "[pool:demo-decider] modules: cannot import 'no_such_pkg_zz9.sub'" in message
+
+
+def test_module_whose_package_fails_at_import(tmp_path, monkeypatch):
+    package = tmp_path / "broken_pkg_d4"
+    package.mkdir()
+    (package / "__init__.py").write_text("raise RuntimeError('boom\\nat import')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    message = pool_error(tmp_path, DECIDER.replace("caravand.examples.demo", "broken_pkg_d4.workflows"))
+    assert "[pool:demo-decider] modules: cannot import 'broken_pkg_d4.workflows': RuntimeError: boom at import" in (
+        message
+    )
+
+
+def test_pool_key_shadowed_by_default(tmp_path):
+    """PasteDeploy lets [DEFAULT] win silently over a pool's own key: refused."""
+    message = pool_error(tmp_path, DECIDER, head="[DEFAULT]\ndomain = Elsewhere\n\n" + MASTER)
+    assert "[pool:demo-decider] domain: also set in [DEFAULT]" in message
+
+
+def test_pool_key_shadowed_by_an_override(tmp_path):
+    message = pool_error(tmp_path, DECIDER, overrides={"task_list": "other"})
+    assert "[pool:demo-decider] task_list: also set in [DEFAULT] or on the command line" in message
+
+
+def test_default_value_for_a_key_the_pool_does_not_set(tmp_path):
+    """Not a shadow: a fleet-wide default that the section leaves alone."""
+    cfg = config.load(write_ini(tmp_path, "[DEFAULT]\nprocesses = 3\n" + MASTER + DECIDER))
+    assert cfg.pools["demo-decider"].processes == 3
+
+
+def test_unknown_section(tmp_path):
+    message = pool_error(tmp_path, DECIDER + "[pools:typo]\nx = 1\n")
+    assert "[pools:typo]: unknown section" in message
+
+
+def test_pool_without_a_name(tmp_path):
+    assert "[pool:]: a pool needs a name" in pool_error(tmp_path, DECIDER.replace("pool:demo-decider", "pool:"))
+
+
+def test_bad_on_error(tmp_path):
+    message = pool_error(tmp_path, DECIDER + "on_error = maybe\n")
+    assert "[pool:demo-decider] on_error = 'maybe': expected one of retry, fail" in message
+
+
+def test_bad_register(tmp_path):
+    message = pool_error(tmp_path, DECIDER + "register = perhaps\n")
+    assert "[pool:demo-decider] register = 'perhaps': expected true or false" in message
+
+
+def test_missing_file(tmp_path):
+    path = str(tmp_path / "nope.ini")
+    assert config_error(path) == f"{path}: no such config file"
+
+
+def test_no_master_section(tmp_path):
+    assert config_error(write_ini(tmp_path, DECIDER)).endswith("no [caravand] section")
+
+
+# -- caravand --check
+
+
+def test_check_prints_the_pools(tmp_path, capsys):
+    path = write_ini(
+        tmp_path,
+        "[caravand]\nendpoint_url = embedded\n" + DECIDER + "processes = 2\n"
+        "\n[pool:greetings]\nuse = egg:caravand#activity\ndomain = CaravanDemo\n"
+        "task_list = greetings\nmodules = caravand.examples.greeting\n",
+    )
+    assert main(["--check", path]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    lines = out.splitlines()
+    assert lines[0] == f"{path}: ok"
+    assert lines[1] == "endpoint: http://127.0.0.1:4599 (embedded)"
+    assert lines[2].split() == ["POOL", "KIND", "DOMAIN", "TASK", "LIST", "PROCESSES", "USE"]
+    assert lines[3].split() == ["demo-decider", "decider", "CaravanDemo", "default", "2", "egg:caravand#decider"]
+    assert lines[4].split() == ["greetings", "activity", "CaravanDemo", "greetings", "1", "egg:caravand#activity"]
+    assert len(lines) == 5
+
+
+def test_check_applies_overrides(tmp_path, capsys):
+    path = write_ini(tmp_path, "[DEFAULT]\nn = 1\n" + MASTER + DECIDER + "processes = %(n)s\n")
+    assert main(["--check", path, "n=7"]) == 0
+    out, _ = capsys.readouterr()
+    assert out.splitlines()[3].split()[4] == "7"
+
+
+def test_check_without_pools(tmp_path, capsys):
+    path = write_ini(tmp_path, MASTER)
+    assert main(["--check", path]) == 0
+    out, _ = capsys.readouterr()
+    assert out.splitlines()[-1] == "no pools"
+
+
+@pytest.mark.parametrize(
+    ("text", "argv_extra", "expected"),
+    [
+        (MASTER + DECIDER + "processes = many\n", [], "[pool:demo-decider] processes: 'many'"),
+        (MASTER + DECIDER, ["oops"], "override 'oops': expected key=value"),
+        (MASTER + DECIDER + "[caravan]\n", [], "[caravan]: unknown section"),
+    ],
+)
+def test_check_bad_ini(tmp_path, capsys, text, argv_extra, expected):
+    path = write_ini(tmp_path, text)
+    assert main(["--check", path, *argv_extra]) == 78
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith(f"caravand: error: {path}: ")
+    assert expected in err
