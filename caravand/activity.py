@@ -124,13 +124,19 @@ class Heartbeater(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self):
-        while not self.stopped.wait(self._due_in()):
+        last_attempt = 0.0
+        while not self.stopped.wait(self._due_in(last_attempt)):
             if time.monotonic() - self.task.last_heartbeat >= self.interval * 0.99:
+                last_attempt = time.monotonic()
                 if self.task.heartbeat():
                     return
 
-    def _due_in(self) -> float:
-        return max(0.05, self.task.last_heartbeat + self.interval - time.monotonic())
+    def _due_in(self, last_attempt: float) -> float:
+        """Seconds to the next heartbeat; after a failed one, a quarter interval, not a hot retry."""
+        due = self.task.last_heartbeat + self.interval
+        if last_attempt > self.task.last_heartbeat:  # the last attempt failed
+            due = max(due, last_attempt + self.interval / 4)
+        return max(0.05, due - time.monotonic())
 
     def stop(self):
         self.stopped.set()

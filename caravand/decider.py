@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 ON_ERROR = ("retry", "fail")
 #: A page of history that fails this many times abandons the task to its timeout.
 PAGE_ATTEMPTS = 5
+#: Marks the data of a task whose history could not be read (see ``poll_once``).
+_ABANDONED = "caravand:abandoned"
 
 
 class Decider(Poller):
@@ -67,12 +69,14 @@ class Decider(Poller):
         while token:
             page = self._next_page(token)
             if page is None:
-                self.stats["abandoned"] += 1
                 log.error(
                     "abandoned: decision task of %s (history unreadable; SWF retries it after its timeout)",
                     data["workflowExecution"]["workflowId"],
                 )
-                return None
+                # Still a task received: handle() reports it as "abandoned"
+                # (to the hooks and the stats), not as an empty poll.
+                data[_ABANDONED] = True
+                return data
             data["events"].extend(page.get("events", []))
             token = page.get("nextPageToken")
         return data
@@ -104,6 +108,11 @@ class Decider(Poller):
     def handle(self, data: dict) -> None:
         task = DecisionTask(data)
         started = self.clock()
+        if data.get(_ABANDONED):
+            # Never run a workflow on a partial history; leave the task to its timeout.
+            self.hooks.task_started(self, task, None)
+            self.finish(task, "abandoned", started)
+            return
         self.hooks.task_started(self, task, self.task_deadline(task, started))
         outcome = self.decide(task)
         self.finish(task, outcome, started)

@@ -1,0 +1,542 @@
+"""The activity task poll loop: moto end to end in process, then botocore's Stubber.
+
+moto has no RespondActivityTaskCanceled: cancellation is tested with the Stubber.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from unittest import mock
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from caravand import Activity, ActivityCanceled, Workflow, activity, swf
+from caravand.activity_worker import ActivityWorker, encode_result
+from caravand.decider import Decider
+from caravand.poller import Hooks
+
+NOWHERE = "http://127.0.0.1:9"
+#: One session for every stubbed client: a new session costs ~50 ms, a client from it ~4 ms.
+SESSION = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+
+
+def offline_client(poll: bool = False):
+    """A client for a loopback port nothing listens on: with a Stubber it never sends."""
+    return swf.make_client(swf.Endpoint(endpoint_url=NOWHERE, region="us-east-1"), poll=poll, session=SESSION)
+
+
+def task_response(name: str = "Echo", version: str = "1.0", input: str | None = "hello", token: str = "token-1"):
+    data = {
+        "taskToken": token,
+        "activityId": "a1",
+        "startedEventId": 6,
+        "workflowExecution": {"workflowId": "wf-1", "runId": "run-1"},
+        "activityType": {"name": name, "version": version},
+    }
+    if input is not None:
+        data["input"] = input
+    return data
+
+
+# -- activities
+
+
+class Echo(Activity):
+    """Returns what its input names: a str, a dict, None..."""
+
+    name = "Echo"
+    version = "1.0"
+    default_task_list = "acts"
+
+    def run(self):
+        return {
+            "str": "plain text, not JSON",
+            "dict": {"a": 1, "b": [1, 2]},
+            "none": None,
+            "list": [1, "two"],
+            "number": 42,
+            "exact": "x" * swf.MAX_INPUT,
+            "oversize": "x" * (swf.MAX_INPUT + 1),
+            "oversize-json": {"blob": "y" * swf.MAX_INPUT},
+            "object": object(),
+        }[self.task.input]
+
+
+class Failing(Activity):
+    name = "Failing"
+    version = "1.0"
+
+    def run(self):
+        value = self.task.input
+        raise ValueError(f"bad input: {value}")
+
+
+class Cancelable(Activity):
+    """Heartbeats once by hand; acknowledges a cancel request."""
+
+    name = "Cancelable"
+    version = "1.0"
+
+    def run(self):
+        if self.task.heartbeat("50%"):
+            raise ActivityCanceled("stopped at 50%")
+        return "finished"
+
+
+# -- the harness
+
+
+class FakeTime:
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> bool:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        return False
+
+
+class RecordingHooks(Hooks):
+    def __init__(self):
+        self.calls: list[tuple] = []
+        self.on_task_ended = None
+
+    def task_started(self, poller, task, deadline):
+        self.calls.append(("task_started", task.activity_id, deadline))
+
+    def task_ended(self, poller, task, outcome, seconds):
+        self.calls.append(("task_ended", task.activity_id, outcome))
+        if self.on_task_ended:
+            self.on_task_ended(poller)
+
+    def outcomes(self) -> list[str]:
+        return [call[2] for call in self.calls if call[0] == "task_ended"]
+
+
+class Harness:
+    """An ActivityWorker whose two clients are Stubber'd; ``calls`` lists every API call made."""
+
+    def __init__(self, activities, **kwargs):
+        self.fake = FakeTime()
+        self.hooks = RecordingHooks()
+        self.calls: list[tuple[str, dict]] = []
+        self.worker = ActivityWorker(
+            swf.Endpoint(endpoint_url=NOWHERE, region="us-east-1"),
+            "D",
+            "acts",
+            activities,
+            identity="worker-1",
+            hooks=self.hooks,
+            clock=self.fake.clock,
+            sleep=self.fake.sleep,
+            rng=lambda: 1.0,
+            **kwargs,
+        )
+        self.worker.poll_client, self.poll_stub = self._stubbed(poll=True)
+        self.worker.client, self.stub = self._stubbed(poll=False)
+
+    def _stubbed(self, poll: bool):
+        client = offline_client(poll)
+
+        def record(params, model, **kwargs):
+            self.calls.append((model.name, dict(params)))
+
+        client.meta.events.register_first("before-parameter-build.swf", record)
+        stub = Stubber(client)
+        stub.activate()
+        return client, stub
+
+    def add_task(self, **kwargs):
+        self.poll_stub.add_response("poll_for_activity_task", task_response(**kwargs))
+
+    def answers(self) -> list[tuple[str, dict]]:
+        return [(name, params) for name, params in self.calls if name.startswith("RespondActivityTask")]
+
+    def run_task(self, **kwargs) -> tuple[str, dict]:
+        """Poll one task, run it; returns its one answer (operation, params)."""
+        self.add_task(**kwargs)
+        assert self.worker.run_once() is True
+        (answer,) = self.answers()
+        return answer
+
+    def assert_done(self):
+        self.poll_stub.assert_no_pending_responses()
+        self.stub.assert_no_pending_responses()
+
+
+def heartbeat_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("heartbeat-")]
+
+
+# -- moto, in process
+
+
+class Remote(Workflow):
+    """Schedules one Echo, then completes with its result."""
+
+    name = "Remote"
+    version = "1.0"
+    default_task_list = "deciders"
+    default_execution_start_to_close_timeout = "600"
+    default_task_start_to_close_timeout = "10"
+    default_child_policy = "TERMINATE"
+
+    def run(self):
+        echo = self.task.activities.get("echo-1")
+        if echo is None:
+            self.task.schedule_activity("echo-1", "Echo", "1.0", self.task.input, task_list="acts")
+        elif echo.status == "completed":
+            self.task.complete(echo.result)
+
+
+class BeatingEcho(Echo):
+    def run(self):
+        # A manual heartbeat against moto: no cancel requested.
+        assert self.task.heartbeat("half way") is False
+        return super().run()
+
+
+def test_moto_end_to_end_in_process(swf_client, fast_moto):
+    swf_client.register_domain(name="Moto", workflowExecutionRetentionPeriodInDays="1")
+    endpoint = swf.Endpoint(region="us-east-1")
+    nap = FakeTime()
+    worker = ActivityWorker(endpoint, "Moto", "acts", [BeatingEcho], sleep=nap.sleep, identity="worker-1")
+    decider = Decider(endpoint, "Moto", "deciders", [Remote], sleep=nap.sleep)
+    worker.start()
+    decider.start()
+    described = swf_client.describe_activity_type(domain="Moto", activityType={"name": "Echo", "version": "1.0"})
+    assert described["configuration"]["defaultTaskList"] == {"name": "acts"}
+
+    run_id = swf_client.start_workflow_execution(
+        domain="Moto", workflowId="wf-moto", workflowType={"name": "Remote", "version": "1.0"}, input="dict"
+    )["runId"]
+    assert decider.run_once() is True  # schedules echo-1
+    assert worker.run_once() is True  # runs and completes it
+    assert worker.stats["completed"] == 1
+
+    execution = {"workflowId": "wf-moto", "runId": run_id}
+    events = swf_client.get_workflow_execution_history(domain="Moto", execution=execution)["events"]
+    done = [e for e in events if e["eventType"] == "ActivityTaskCompleted"]
+    assert len(done) == 1
+    assert json.loads(done[0]["activityTaskCompletedEventAttributes"]["result"]) == {"a": 1, "b": [1, 2]}
+    started = next(e for e in events if e["eventType"] == "ActivityTaskStarted")
+    assert started["activityTaskStartedEventAttributes"]["identity"] == "worker-1"
+
+    assert decider.run_once() is True  # completes the workflow with the result
+    info = swf_client.describe_workflow_execution(domain="Moto", execution=execution)["executionInfo"]
+    assert (info["executionStatus"], info["closeStatus"]) == ("CLOSED", "COMPLETED")
+    assert worker.run_once() is False  # nothing more to do: an empty poll, and a pause
+    assert nap.sleeps and nap.sleeps[-1] >= 1.0
+
+
+# -- results
+
+
+@pytest.mark.parametrize(
+    ("kind", "result"),
+    [
+        ("str", "plain text, not JSON"),
+        ("dict", '{"a": 1, "b": [1, 2]}'),
+        ("list", '[1, "two"]'),
+        ("number", "42"),
+        ("exact", "x" * 32768),
+    ],
+)
+def test_result_completes_the_task(kind, result):
+    h = Harness([Echo])
+    h.stub.add_response("respond_activity_task_completed", {})
+    assert h.run_task(input=kind) == ("RespondActivityTaskCompleted", {"taskToken": "token-1", "result": result})
+    assert h.hooks.outcomes() == ["completed"]
+    assert h.worker.stats["completed"] == 1
+    h.assert_done()
+
+
+def test_none_completes_without_a_result():
+    h = Harness([Echo])
+    h.stub.add_response("respond_activity_task_completed", {})
+    assert h.run_task(input="none") == ("RespondActivityTaskCompleted", {"taskToken": "token-1"})
+    h.assert_done()
+
+
+@pytest.mark.parametrize("kind", ["oversize", "oversize-json"])
+def test_oversize_result_fails_the_task_with_a_clear_reason(kind):
+    h = Harness([Echo])
+    h.stub.add_response("respond_activity_task_failed", {})
+    name, params = h.run_task(input=kind)
+    assert name == "RespondActivityTaskFailed"
+    assert params["reason"] == "result-too-large"
+    assert "Echo.run() returned" in params["details"] and "at most 32768" in params["details"]
+    assert h.hooks.outcomes() == ["failed"]
+    h.assert_done()
+
+
+def test_result_that_cannot_be_encoded_fails_the_task():
+    h = Harness([Echo])
+    h.stub.add_response("respond_activity_task_failed", {})
+    name, params = h.run_task(input="object")
+    assert (name, params["reason"]) == ("RespondActivityTaskFailed", "result-not-encodable")
+    assert "not JSON serializable" in params["details"]
+
+
+def test_encode_result():
+    assert encode_result(None) is None
+    assert encode_result("s") == "s"
+    assert encode_result({"k": [1]}) == '{"k": [1]}'
+    assert encode_result(False) == "false"
+
+
+# -- failures, cancel, unknown types
+
+
+def test_exception_fails_the_task_with_reason_and_traceback():
+    h = Harness([Failing])
+    h.stub.add_response("respond_activity_task_failed", {})
+    name, params = h.run_task(name="Failing", input="42")
+    assert name == "RespondActivityTaskFailed"
+    assert params["reason"] == "ValueError: bad input: 42"
+    assert params["details"].startswith("Traceback (most recent call last):")
+    assert params["details"].rstrip().splitlines()[-1] == "ValueError: bad input: 42"
+    assert 'in run\n    raise ValueError(f"bad input: {value}")' in params["details"]
+    assert h.hooks.outcomes() == ["failed"]
+    assert h.worker.stats["failed"] == 1
+    h.assert_done()
+
+
+def test_a_long_exception_is_cut_to_swf_limits():
+    h = Harness([Failing])
+    h.stub.add_response("respond_activity_task_failed", {})
+    message = "".join(f"{i:06d}" for i in range(10000))  # 60,000 characters
+    _, params = h.run_task(name="Failing", input=message)
+    assert len(params["reason"]) == 256
+    assert params["reason"].startswith("ValueError: bad input: 000000000001")
+    assert len(params["details"]) <= 32768
+    assert params["details"].endswith(message[-1000:] + "\n")  # the traceback's tail: its last line
+
+
+def test_activity_canceled_answers_canceled():
+    h = Harness([Cancelable])
+    h.stub.add_response("record_activity_task_heartbeat", {"cancelRequested": True})
+    h.stub.add_response("respond_activity_task_canceled", {})
+    assert h.run_task(name="Cancelable") == (
+        "RespondActivityTaskCanceled",
+        {"taskToken": "token-1", "details": "stopped at 50%"},
+    )
+    assert h.calls[1] == ("RecordActivityTaskHeartbeat", {"taskToken": "token-1", "details": "50%"})
+    assert h.hooks.outcomes() == ["canceled"]
+    assert h.worker.stats["canceled"] == 1
+    h.assert_done()
+
+
+def test_manual_heartbeat_without_cancel_goes_on():
+    h = Harness([Cancelable])
+    h.stub.add_response("record_activity_task_heartbeat", {"cancelRequested": False})
+    h.stub.add_response("respond_activity_task_completed", {})
+    assert h.run_task(name="Cancelable") == (
+        "RespondActivityTaskCompleted",
+        {"taskToken": "token-1", "result": "finished"},
+    )
+    h.assert_done()
+
+
+def test_unknown_activity_type_is_failed():
+    h = Harness([Echo])
+    h.stub.add_response("respond_activity_task_failed", {})
+    name, params = h.run_task(name="Nope", version="9")
+    assert name == "RespondActivityTaskFailed"
+    assert params == {
+        "taskToken": "token-1",
+        "reason": "unknown-activity-type",
+        "details": "no worker for Nope 9 on worker-1",
+    }
+    assert h.hooks.calls[0] == ("task_started", "a1", None)
+    assert h.hooks.outcomes() == ["unknown-type"]
+    h.assert_done()
+
+
+def test_stale_respond_is_counted_not_raised():
+    h = Harness([Echo])
+    h.stub.add_client_error(
+        "respond_activity_task_completed", service_error_code="UnknownResourceFault", service_message="Unknown task"
+    )
+    h.add_task(input="str")
+    assert h.worker.run_once() is True
+    assert h.hooks.outcomes() == ["stale"]
+    assert h.worker.stats["stale"] == 1
+    h.assert_done()
+
+
+def test_a_lost_task_is_not_answered():
+    class Lost(Activity):
+        name = "Lost"
+        version = "1.0"
+
+        def run(self):
+            assert self.task.heartbeat() is True  # SWF forgot the task: timed out
+            return "too late"
+
+    h = Harness([Lost])
+    h.stub.add_client_error("record_activity_task_heartbeat", service_error_code="UnknownResourceFault")
+    h.add_task(name="Lost")
+    h.worker.run_once()
+    assert h.answers() == []
+    assert h.hooks.outcomes() == ["stale"]
+    h.assert_done()
+
+
+def test_deadline_from_the_start_to_close_timeout():
+    h = Harness([Echo])
+    h.stub.add_response("respond_activity_task_completed", {})
+    h.run_task(input="str")
+    assert h.hooks.calls[0] == ("task_started", "a1", 1000.0 + 300)
+
+
+# -- heartbeats
+
+
+class Patient(Activity):
+    """Waits (with a deadline) until the worker's own heartbeat is seen."""
+
+    name = "Patient"
+    version = "1.0"
+    default_task_heartbeat_timeout = "2"
+    heartbeat_seen: threading.Event
+    threads: list[str] = []
+
+    def run(self):
+        Patient.threads = heartbeat_threads()
+        return {"heartbeat_seen": Patient.heartbeat_seen.wait(5)}
+
+
+def test_automatic_heartbeats_while_run_is_busy(monkeypatch):
+    monkeypatch.setattr(activity, "HEARTBEAT_FRACTION", 0.05)  # 2 s timeout -> every 0.1 s
+    assert Patient.heartbeat_interval() == pytest.approx(0.1)
+    Patient.heartbeat_seen = threading.Event()
+    h = Harness([Patient])
+    h.worker.client.meta.events.register_first(
+        "before-parameter-build.swf.RecordActivityTaskHeartbeat", lambda **kwargs: Patient.heartbeat_seen.set()
+    )
+    h.stub.add_response("record_activity_task_heartbeat", {"cancelRequested": False})
+    h.stub.add_response("respond_activity_task_completed", {})
+
+    name, params = h.run_task(name="Patient")
+
+    assert (name, params["result"]) == ("RespondActivityTaskCompleted", '{"heartbeat_seen": true}')
+    names = [n for n, _ in h.calls]
+    assert names[:3] == ["PollForActivityTask", "RecordActivityTaskHeartbeat", "RespondActivityTaskCompleted"]
+    assert h.calls[1][1] == {"taskToken": "token-1"}
+    assert Patient.threads == ["heartbeat-a1"]
+    assert heartbeat_threads() == []  # stopped with the task
+    h.assert_done()
+
+
+def test_no_automatic_heartbeats_without_a_heartbeat_timeout():
+    class Quiet(Activity):
+        name = "Quiet"
+        version = "1.0"
+
+        def run(self):
+            return heartbeat_threads()
+
+    h = Harness([Quiet])
+    h.stub.add_response("respond_activity_task_completed", {})
+    assert h.run_task(name="Quiet")[1]["result"] == "[]"
+
+
+# -- fail_task_in_hand, stop
+
+
+def test_fail_task_in_hand_answers_once():
+    started, release = threading.Event(), threading.Event()
+
+    class Blocking(Activity):
+        name = "Blocking"
+        version = "1.0"
+
+        def run(self):
+            started.set()
+            release.wait(5)
+            return "late result"
+
+    h = Harness([Blocking])
+    h.add_task(name="Blocking")
+    h.stub.add_response(
+        "respond_activity_task_failed",
+        {},
+        {"taskToken": "token-1", "reason": "worker-shutdown", "details": "worker-1 stopped before the task finished"},
+    )
+    assert h.worker.fail_task_in_hand() is False  # nothing in hand yet
+
+    thread = threading.Thread(target=h.worker.run_once, daemon=True)
+    thread.start()
+    try:
+        assert started.wait(5), "the activity did not start"
+        assert h.worker.task is not None
+        assert h.worker.fail_task_in_hand() is True
+        assert h.worker.fail_task_in_hand() is False  # answered already
+    finally:
+        release.set()
+        thread.join(5)
+    assert not thread.is_alive()
+
+    # The completion that came later was not sent.
+    assert [name for name, _ in h.answers()] == ["RespondActivityTaskFailed"]
+    assert h.hooks.outcomes() == ["abandoned"]
+    assert h.worker.task is None
+    assert h.worker.fail_task_in_hand() is False
+    h.assert_done()
+
+
+def test_stop_during_a_task_completes_it_then_returns():
+    class StopsTheWorker(Activity):
+        name = "StopsTheWorker"
+        version = "1.0"
+
+        def run(self):
+            worker.stop()  # as SIGTERM would, while the task is in hand
+            return "completed anyway"
+
+    h = Harness([StopsTheWorker])
+    worker = h.worker
+    h.add_task(name="StopsTheWorker")
+    h.stub.add_response("respond_activity_task_completed", {})
+    thread = threading.Thread(target=worker.run_forever, daemon=True)
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive(), "run_forever() did not return"
+    assert h.answers() == [("RespondActivityTaskCompleted", {"taskToken": "token-1", "result": "completed anyway"})]
+    assert [name for name, _ in h.calls] == ["PollForActivityTask", "RespondActivityTaskCompleted"]
+    h.assert_done()
+
+
+def test_empty_poll_pauses():
+    h = Harness([Echo])
+    with mock.patch.object(h.poll_stub, "_validate_operation_response"):
+        h.poll_stub.add_response("poll_for_activity_task", {"startedEventId": 0})
+    assert h.worker.run_once() is False
+    assert h.fake.sleeps == [1.25]
+    assert h.worker.stats["empty_polls"] == 1
+    assert h.answers() == []
+
+
+def test_throttled_poll_backs_off():
+    h = Harness([Echo])
+    h.poll_stub.add_client_error("poll_for_activity_task", service_error_code="ThrottlingException")
+    h.poll_stub.add_client_error("poll_for_activity_task", service_error_code="ThrottlingException")
+    assert h.worker.run_once() is False
+    assert h.worker.run_once() is False
+    assert h.fake.sleeps == [0.5, 1.0]
+    assert h.worker.stats["throttled"] == 2
+
+
+def test_worker_construction():
+    worker = ActivityWorker(swf.Endpoint(region="us-east-1"), "D", "acts", {("Echo", "1.0"): Echo})
+    assert worker.activities == {("Echo", "1.0"): Echo}
+    assert worker.kind == "activity"
+    assert worker.task is None

@@ -1,0 +1,836 @@
+"""The decision task poll loop: moto end to end in process, then botocore's Stubber for the rest.
+
+No test sleeps for real: the loop gets a fake clock and a fake sleep that
+records every pause (its ``rng`` is fixed at 1.0, the top of the jitter).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+from unittest import mock
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from caravand import DecisionDone, Workflow, swf
+from caravand.decider import PAGE_ATTEMPTS, Decider
+from caravand.poller import FAST_EMPTY_POLL, Hooks
+
+NOWHERE = "http://127.0.0.1:9"
+#: One session for every stubbed client: a new session costs ~50 ms, a client from it ~4 ms.
+SESSION = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+
+
+def offline_client(poll: bool = False):
+    """A client for a loopback port nothing listens on: with a Stubber it never sends."""
+    return swf.make_client(swf.Endpoint(endpoint_url=NOWHERE, region="us-east-1"), poll=poll, session=SESSION)
+
+
+T0 = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+# -- histories
+
+
+def event(event_id: int, event_type: str, **attributes) -> dict:
+    return {
+        "eventId": event_id,
+        "eventType": event_type,
+        "eventTimestamp": T0 + datetime.timedelta(seconds=event_id),
+        f"{event_type[0].lower()}{event_type[1:]}EventAttributes": attributes,
+    }
+
+
+def start_history(input: str | None = None, timeout: str = "10") -> list[dict]:
+    """WorkflowExecutionStarted, DecisionTaskScheduled, DecisionTaskStarted."""
+    started = {"childPolicy": "TERMINATE", "taskList": {"name": "deciders"}, "workflowType": WTYPE}
+    if input is not None:
+        started["input"] = input
+    return [
+        event(1, "WorkflowExecutionStarted", **started),
+        event(2, "DecisionTaskScheduled", taskList={"name": "deciders"}, startToCloseTimeout=timeout),
+        event(3, "DecisionTaskStarted", identity="decider-1", scheduledEventId=2),
+    ]
+
+
+WTYPE = {"name": "Flow", "version": "1.0"}
+
+
+def poll_response(events: list[dict], *, token: str = "token-1", next_page: str | None = None, wtype=None) -> dict:
+    data = {
+        "taskToken": token,
+        "startedEventId": 3,
+        "previousStartedEventId": 0,
+        "workflowExecution": {"workflowId": "wf-1", "runId": "run-1"},
+        "workflowType": wtype or WTYPE,
+        "events": events,
+    }
+    if next_page:
+        data["nextPageToken"] = next_page
+    return data
+
+
+# -- workflows
+
+
+class Flow(Workflow):
+    """Completes with its input, and remembers what it saw."""
+
+    name = "Flow"
+    version = "1.0"
+    default_task_list = "deciders"
+    default_execution_start_to_close_timeout = "600"
+    default_task_start_to_close_timeout = "10"
+    default_child_policy = "TERMINATE"
+    seen: list = []
+    on_run = None
+
+    def run(self):
+        Flow.seen.append(self.task)
+        if Flow.on_run:
+            Flow.on_run(self)
+        self.task.complete(f"done: {self.task.input}")
+
+
+@pytest.fixture(autouse=True)
+def reset_flow():
+    Flow.seen = []
+    Flow.on_run = None
+    yield
+    Flow.seen = []
+    Flow.on_run = None
+
+
+def completed(result: str) -> list[dict]:
+    return [
+        {"decisionType": "CompleteWorkflowExecution", "completeWorkflowExecutionDecisionAttributes": {"result": result}}
+    ]
+
+
+# -- the harness: a Decider on stubbed clients, a fake clock, recording hooks
+
+
+class FakeTime:
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+        self.on_sleep = None
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> bool:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if self.on_sleep:
+            self.on_sleep(len(self.sleeps))
+        return False
+
+
+class RecordingHooks(Hooks):
+    def __init__(self):
+        self.calls: list[tuple] = []
+        self.on_poll_ended = None
+        self.on_task_ended = None
+
+    def poll_started(self, poller, deadline):
+        self.calls.append(("poll_started", deadline))
+
+    def poll_ended(self, poller, got_task, seconds):
+        self.calls.append(("poll_ended", got_task, seconds))
+        if self.on_poll_ended:
+            self.on_poll_ended(poller)
+
+    def task_started(self, poller, task, deadline):
+        self.calls.append(("task_started", task.token, deadline))
+
+    def task_ended(self, poller, task, outcome, seconds):
+        self.calls.append(("task_ended", task.token, outcome, seconds))
+        if self.on_task_ended:
+            self.on_task_ended(poller)
+
+    def poll_failed(self, poller, error, throttled):
+        self.calls.append(("poll_failed", getattr(error, "code", None), throttled))
+
+    def outcomes(self) -> list[str]:
+        return [call[2] for call in self.calls if call[0] == "task_ended"]
+
+
+class Harness:
+    """A Decider whose two clients are Stubber'd; ``calls`` lists every API call made, in order."""
+
+    def __init__(self, workflows, **kwargs):
+        self.fake = FakeTime()
+        self.hooks = RecordingHooks()
+        self.calls: list[tuple[str, dict]] = []
+        self.decider = Decider(
+            swf.Endpoint(endpoint_url=NOWHERE, region="us-east-1"),
+            "D",
+            "deciders",
+            workflows,
+            identity="decider-1",
+            hooks=self.hooks,
+            clock=self.fake.clock,
+            sleep=self.fake.sleep,
+            rng=lambda: 1.0,
+            **kwargs,
+        )
+        self.decider.poll_client, self.poll_stub = self._stubbed(poll=True)
+        self.decider.client, self.stub = self._stubbed(poll=False)
+
+    def _stubbed(self, poll: bool):
+        client = offline_client(poll)
+
+        def record(params, model, **kwargs):
+            self.calls.append((model.name, dict(params)))
+
+        client.meta.events.register_first("before-parameter-build.swf", record)
+        stub = Stubber(client)
+        stub.activate()
+        return client, stub
+
+    def add_poll(self, response: dict):
+        self.poll_stub.add_response("poll_for_decision_task", response)
+
+    def add_empty_poll(self):
+        # SWF's empty poll has no taskToken, which botocore's model calls required.
+        with mock.patch.object(self.poll_stub, "_validate_operation_response"):
+            self.poll_stub.add_response("poll_for_decision_task", {"startedEventId": 0, "previousStartedEventId": 0})
+
+    def add_poll_error(self, code: str, status: int = 400):
+        self.poll_stub.add_client_error("poll_for_decision_task", service_error_code=code, http_status_code=status)
+
+    def add_respond(self):
+        self.stub.add_response("respond_decision_task_completed", {})
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+    def responds(self) -> list[dict]:
+        return [params for name, params in self.calls if name == "RespondDecisionTaskCompleted"]
+
+    def assert_done(self):
+        self.poll_stub.assert_no_pending_responses()
+        self.stub.assert_no_pending_responses()
+
+
+def run_in_thread(poller, timeout: float = 5.0):
+    """run_forever() in a thread; fails if it does not return within ``timeout``."""
+    errors = []
+
+    def target():
+        try:
+            poller.run_forever()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        poller.stop()
+        thread.join(5)
+        raise AssertionError("run_forever() did not return")
+    if errors:
+        raise errors[0]
+
+
+# -- moto, in process
+
+
+@pytest.fixture
+def moto_domain(swf_client, fast_moto):
+    swf_client.register_domain(name="Moto", workflowExecutionRetentionPeriodInDays="1")
+    return swf_client
+
+
+def test_moto_registers_its_type_and_answers_a_started_execution(moto_domain):
+    client = moto_domain
+    fake, hooks = FakeTime(), RecordingHooks()
+    decider = Decider(
+        swf.Endpoint(region="us-east-1"), "Moto", "deciders", [Flow], hooks=hooks, sleep=fake.sleep, rng=lambda: 1.0
+    )
+    decider.start()
+    described = client.describe_workflow_type(domain="Moto", workflowType=WTYPE)
+    assert described["typeInfo"]["status"] == "REGISTERED"
+    assert described["configuration"]["defaultTaskStartToCloseTimeout"] == "10"
+
+    run_id = client.start_workflow_execution(domain="Moto", workflowId="wf-moto", workflowType=WTYPE, input="42")[
+        "runId"
+    ]
+    hooks.on_task_ended = lambda poller: poller.stop()
+    fake.on_sleep = lambda count: decider.stop() if count > 20 else None  # a guard, never reached
+    decider.run_forever()
+
+    execution = {"workflowId": "wf-moto", "runId": run_id}
+    info = client.describe_workflow_execution(domain="Moto", execution=execution)["executionInfo"]
+    assert (info["executionStatus"], info["closeStatus"]) == ("CLOSED", "COMPLETED")
+    events = client.get_workflow_execution_history(domain="Moto", execution=execution)["events"]
+    assert events[-1]["eventType"] == "WorkflowExecutionCompleted"
+    assert events[-1]["workflowExecutionCompletedEventAttributes"]["result"] == "done: 42"
+    assert decider.stats["completed"] == 1
+    assert hooks.outcomes() == ["completed"]
+    task = Flow.seen[0]
+    assert [e["eventType"] for e in task.events] == [
+        "WorkflowExecutionStarted",
+        "DecisionTaskScheduled",
+        "DecisionTaskStarted",
+    ]
+
+
+def test_moto_empty_poll_pauses(moto_domain):
+    fake = FakeTime()
+    decider = Decider(
+        swf.Endpoint(region="us-east-1"),
+        "Moto",
+        "deciders",
+        [Flow],
+        sleep=fake.sleep,
+        clock=fake.clock,
+        rng=lambda: 1.0,
+    )
+    decider.start()
+    assert decider.run_once() is False
+    assert fake.sleeps == [1.25]
+    assert decider.stats["empty_polls"] == 1
+
+
+def test_moto_no_register(moto_domain):
+    decider = Decider(swf.Endpoint(region="us-east-1"), "Moto", "deciders", [Flow], register=False)
+    decider.start()
+    assert decider.client is not None and decider.poll_client is not None
+    with pytest.raises(swf.SWFError) as info:
+        swf.call(moto_domain, "describe_workflow_type", domain="Moto", workflowType=WTYPE)
+    assert info.value.code == "UnknownResourceFault"
+
+
+# -- history paging
+
+
+def test_history_pages_are_all_read_in_order():
+    h = Harness([Flow])
+    page_1 = start_history(input="paged")
+    page_2 = [
+        event(4, "DecisionTaskCompleted", scheduledEventId=2, startedEventId=3),
+        event(5, "MarkerRecorded", markerName="m", decisionTaskCompletedEventId=4),
+    ]
+    page_3 = [
+        event(6, "WorkflowExecutionSignaled", signalName="GO", input="x"),
+        event(7, "DecisionTaskScheduled", taskList={"name": "deciders"}, startToCloseTimeout="10"),
+        event(8, "DecisionTaskStarted", identity="decider-1", scheduledEventId=7),
+    ]
+    h.add_poll(poll_response(page_1, next_page="page-2"))
+    h.add_poll(poll_response(page_2, next_page="page-3"))
+    h.add_poll(poll_response(page_3))
+    h.add_respond()
+
+    assert h.decider.run_once() is True
+
+    task = Flow.seen[0]
+    assert [e["eventId"] for e in task.events] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert task.events[5]["attributes"] == {"signalName": "GO", "input": "x"}
+    assert task.signals == [{"signalName": "GO", "input": "x"}]
+    polls = [params for name, params in h.calls if name == "PollForDecisionTask"]
+    assert [p.get("nextPageToken") for p in polls] == [None, "page-2", "page-3"]
+    assert all(p["domain"] == "D" and p["taskList"] == {"name": "deciders"} for p in polls)
+    assert h.responds() == [{"taskToken": "token-1", "decisions": completed("done: paged")}]
+    assert h.fake.sleeps == []
+    h.assert_done()
+
+
+def test_a_page_that_fails_once_is_retried():
+    h = Harness([Flow])
+    h.add_poll(poll_response(start_history(input="retried"), next_page="page-2"))
+    h.poll_stub.add_client_error("poll_for_decision_task", service_error_code="InternalFailure", http_status_code=500)
+    h.add_poll(poll_response([event(4, "MarkerRecorded", markerName="m", decisionTaskCompletedEventId=3)]))
+    h.add_respond()
+
+    assert h.decider.run_once() is True
+
+    assert [e["eventId"] for e in Flow.seen[0].events] == [1, 2, 3, 4]
+    assert h.fake.sleeps == [0.2]  # one pause before the retry, and nothing else
+    assert h.names() == ["PollForDecisionTask"] * 3 + ["RespondDecisionTaskCompleted"]
+    assert h.decider.stats["completed"] == 1
+    h.assert_done()
+
+
+def test_a_page_that_keeps_failing_abandons_the_task(caplog):
+    h = Harness([Flow])
+    h.add_poll(poll_response(start_history(), next_page="page-2"))
+    for _ in range(PAGE_ATTEMPTS):
+        h.add_poll_error("ThrottlingException")
+
+    assert h.decider.run_once() is True  # a task came, even if it cannot be decided
+
+    assert Flow.seen == []  # the workflow never ran on a partial history
+    assert "RespondDecisionTaskCompleted" not in h.names()
+    assert h.names() == ["PollForDecisionTask"] * (1 + PAGE_ATTEMPTS)
+    # A growing pause between the attempts, none after the last one (nor an empty-poll pause).
+    assert h.fake.sleeps == [0.2, 0.4, 0.8, 1.6]
+    assert "abandoned: decision task of wf-1" in caplog.text
+    # Counted and reported as a task's outcome, not as an empty poll.
+    assert h.decider.stats["abandoned"] == 1
+    assert h.decider.stats["empty_polls"] == 0
+    assert h.hooks.calls == [
+        ("poll_started", 1000.0 + swf.POLL_READ_TIMEOUT),
+        ("poll_ended", True, 3.0),  # the pauses between the attempts
+        ("task_started", "token-1", None),
+        ("task_ended", "token-1", "abandoned", 0.0),
+    ]
+    h.assert_done()
+
+
+# -- empty polls, throttling, errors
+
+
+def test_fast_empty_poll_pauses_with_jitter():
+    h = Harness([Flow])
+    h.add_empty_poll()
+    assert h.decider.run_once() is False
+    # The poll took no time: pause to about MIN_EMPTY_CYCLE (1 s) plus jitter (rng 1.0 -> 0.25).
+    assert h.fake.sleeps == [1.25]
+    assert h.decider.stats["empty_polls"] == 1
+    assert Flow.seen == [] and h.responds() == []
+    assert [c[0] for c in h.hooks.calls] == ["poll_started", "poll_ended"]
+    assert h.hooks.calls[1] == ("poll_ended", False, 0.0)
+
+    h.decider.rng = lambda: 0.0
+    h.add_empty_poll()
+    h.decider.run_once()
+    assert h.fake.sleeps[-1] == 1.0
+
+
+def test_slow_empty_poll_does_not_pause():
+    h = Harness([Flow])
+
+    def long_poll(**kwargs):
+        h.fake.now += FAST_EMPTY_POLL + 58  # held by SWF like a real long poll
+
+    h.decider.poll_client.meta.events.register_first("before-parameter-build.swf.PollForDecisionTask", long_poll)
+    h.add_empty_poll()
+    assert h.decider.run_once() is False
+    assert h.fake.sleeps == []
+    assert h.hooks.calls[1] == ("poll_ended", False, 60.0)
+
+
+def test_empty_polls_never_spin_hot():
+    h = Harness([Flow])
+    for _ in range(5):
+        h.add_empty_poll()
+    h.fake.on_sleep = lambda count: h.decider.stop() if count == 5 else None
+    run_in_thread(h.decider)
+    assert h.names() == ["PollForDecisionTask"] * 5
+    assert h.fake.sleeps == [1.25] * 5  # one pause after every empty poll
+    h.assert_done()
+
+
+def test_throttling_backs_off_capped_then_a_success_resets_it():
+    h = Harness([Flow])
+    for _ in range(8):
+        h.add_poll_error("ThrottlingException")
+    h.add_empty_poll()  # a success
+    h.add_poll_error("ThrottlingException")
+    h.add_poll(poll_response(start_history(input="at last")))
+    h.add_respond()
+    h.hooks.on_task_ended = lambda poller: poller.stop()
+
+    run_in_thread(h.decider)
+
+    # U(0, min(30, 0.5 * 2**n)) with rng 1.0: doubling, capped at 30 s.
+    backoff = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert h.fake.sleeps == [*backoff, 1.25, 0.5]
+    assert h.decider.stats["throttled"] == 9
+    assert h.decider.stats["completed"] == 1
+    failed = [c for c in h.hooks.calls if c[0] == "poll_failed"]
+    assert failed == [("poll_failed", "ThrottlingException", True)] * 9
+    assert h.responds() == [{"taskToken": "token-1", "decisions": completed("done: at last")}]
+    assert h.decider.backoff.attempts == 0
+    h.assert_done()
+
+
+@pytest.mark.parametrize("code", ["LimitExceededFault", "RequestLimitExceeded", "TooManyRequestsException"])
+def test_other_throttling_codes(code):
+    h = Harness([Flow])
+    h.add_poll_error(code)
+    assert h.decider.run_once() is False
+    assert h.decider.stats["throttled"] == 1
+    assert h.hooks.calls[-1] == ("poll_failed", code, True)
+    assert h.fake.sleeps == [0.5]
+
+
+def test_server_errors_back_off_and_the_loop_survives():
+    h = Harness([Flow])
+    h.add_poll_error("InternalFailure", 500)
+    h.add_poll_error("ServiceUnavailable", 503)
+    h.add_poll(poll_response(start_history(input="ok")))
+    h.add_respond()
+    h.hooks.on_task_ended = lambda poller: poller.stop()
+
+    run_in_thread(h.decider)
+
+    assert h.fake.sleeps == [0.5, 1.0]
+    assert h.decider.stats["poll_errors"] == 2
+    assert [c for c in h.hooks.calls if c[0] == "poll_failed"] == [
+        ("poll_failed", "InternalFailure", False),
+        ("poll_failed", "ServiceUnavailable", False),
+    ]
+    assert h.decider.stats["completed"] == 1
+
+
+def test_connection_errors_back_off():
+    """A real, refused connection on loopback: the poll fails, the loop does not."""
+    fake, hooks = FakeTime(), RecordingHooks()
+    decider = Decider(
+        swf.Endpoint(endpoint_url=NOWHERE, region="us-east-1"),
+        "D",
+        "deciders",
+        [Flow],
+        hooks=hooks,
+        clock=fake.clock,
+        sleep=fake.sleep,
+        rng=lambda: 1.0,
+    )
+    decider.poll_client = offline_client(poll=True)
+    assert decider.run_once() is False
+    assert decider.run_once() is False
+    assert fake.sleeps == [0.5, 1.0]
+    assert decider.stats["poll_errors"] == 2
+    assert hooks.calls[-1] == ("poll_failed", "EndpointConnectionError", False)
+
+
+def test_stop_cuts_a_backoff_pause_short():
+    """With the default sleep, stop() wakes a loop that waits out a (here 50 s) backoff."""
+    failed = threading.Event()
+    hooks = RecordingHooks()
+    hooks.poll_failed = lambda poller, error, throttled: failed.set()
+    decider = Decider(
+        swf.Endpoint(endpoint_url=NOWHERE, region="us-east-1"), "D", "deciders", [Flow], hooks=hooks, rng=lambda: 100.0
+    )
+    decider.client = decider.poll_client = offline_client(poll=True)
+    thread = threading.Thread(target=decider.run_forever, daemon=True)
+    thread.start()
+    assert failed.wait(5), "the poll did not fail"
+    decider.stop()
+    thread.join(5)
+    assert not thread.is_alive(), "stop() did not wake the backoff pause"
+    decider.stop()  # twice is fine
+
+
+# -- deciding: errors, unknown types, failures, stale tasks
+
+
+class Broken(Workflow):
+    name = "Flow"
+    version = "1.0"
+
+    def run(self):
+        self.task.start_timer("t", 5)  # a decision made before the error is not sent
+        raise RuntimeError("boom")
+
+
+def test_exception_in_run_leaves_the_task_to_time_out(caplog):
+    h = Harness([Broken])
+    h.add_poll(poll_response(start_history()))
+
+    assert h.decider.run_once() is True
+
+    assert h.responds() == []
+    assert h.names() == ["PollForDecisionTask"]
+    assert h.decider.stats["error"] == 1
+    assert h.hooks.outcomes() == ["error"]
+    record = next(r for r in caplog.records if r.getMessage().startswith("workflow error"))
+    assert record.levelno == logging.ERROR
+    assert record.exc_info and record.exc_info[0] is RuntimeError  # logged with its traceback
+    h.assert_done()
+
+
+def test_exception_in_run_fails_the_execution_with_on_error_fail():
+    h = Harness([Broken], on_error="fail")
+    h.add_poll(poll_response(start_history()))
+    h.add_respond()
+
+    h.decider.run_once()
+
+    (respond,) = h.responds()
+    (decision,) = respond["decisions"]
+    assert decision["decisionType"] == "FailWorkflowExecution"
+    attributes = decision["failWorkflowExecutionDecisionAttributes"]
+    assert attributes["reason"] == "RuntimeError: boom"
+    assert attributes["details"].startswith("Traceback (most recent call last):")
+    assert attributes["details"].rstrip().endswith("RuntimeError: boom")
+    assert h.decider.stats["workflow-failed"] == 1
+    assert h.hooks.outcomes() == ["workflow-failed"]
+    h.assert_done()
+
+
+def test_a_long_error_is_cut_to_swf_limits_with_on_error_fail():
+    class Verbose(Workflow):
+        name = "Flow"
+        version = "1.0"
+
+        def run(self):
+            raise ValueError("v" * 50000)
+
+    h = Harness([Verbose], on_error="fail")
+    h.add_poll(poll_response(start_history()))
+    h.add_respond()
+    h.decider.run_once()
+    attributes = h.responds()[0]["decisions"][0]["failWorkflowExecutionDecisionAttributes"]
+    assert len(attributes["reason"]) == 256 and attributes["reason"].startswith("ValueError: vvv")
+    assert len(attributes["details"]) <= 32768 and attributes["details"].rstrip().endswith("vvvv")
+
+
+def test_unknown_workflow_type_is_left_to_time_out(caplog):
+    h = Harness([Flow])
+    h.add_poll(poll_response(start_history(), wtype={"name": "Nope", "version": "9"}))
+
+    assert h.decider.run_once() is True
+
+    assert h.responds() == []
+    assert Flow.seen == []
+    assert h.decider.stats["unknown-type"] == 1
+    assert h.hooks.outcomes() == ["unknown-type"]
+    assert "unknown workflow type: <DecisionTask Nope v=9" in caplog.text
+    assert "this decider serves: Flow 1.0" in caplog.text
+    h.assert_done()
+
+
+def test_unknown_workflow_type_fails_with_on_error_fail():
+    h = Harness([Flow], on_error="fail")
+    h.add_poll(poll_response(start_history(), wtype={"name": "Flow", "version": "2.0"}))
+    h.add_respond()
+
+    h.decider.run_once()
+
+    assert h.responds() == [
+        {
+            "taskToken": "token-1",
+            "decisions": [
+                {
+                    "decisionType": "FailWorkflowExecution",
+                    "failWorkflowExecutionDecisionAttributes": {
+                        "reason": "unknown-workflow-type",
+                        "details": "no decider for Flow 2.0",
+                    },
+                }
+            ],
+        }
+    ]
+    assert Flow.seen == []
+    assert h.hooks.outcomes() == ["workflow-failed"]
+    h.assert_done()
+
+
+def test_workflow_failure_fails_the_execution_with_reason_cut_to_256():
+    class Failing(Workflow):
+        name = "Flow"
+        version = "1.0"
+
+        def run(self):
+            self.task.fail("r" * 300, "details " * 10000)
+
+    h = Harness([Failing])
+    h.add_poll(poll_response(start_history()))
+    h.add_respond()
+
+    h.decider.run_once()
+
+    (respond,) = h.responds()
+    (decision,) = respond["decisions"]
+    assert decision["decisionType"] == "FailWorkflowExecution"
+    attributes = decision["failWorkflowExecutionDecisionAttributes"]
+    assert len(attributes["reason"]) == 256 and attributes["reason"].startswith("rrrr")
+    assert len(attributes["details"]) <= 32768 and attributes["details"].endswith("details ")
+    assert h.decider.stats["workflow-failed"] == 1
+    assert h.hooks.outcomes() == ["workflow-failed"]
+    h.assert_done()
+
+
+def test_decision_done_sends_the_decisions_made_so_far():
+    class Early(Workflow):
+        name = "Flow"
+        version = "1.0"
+
+        def run(self):
+            self.task.start_timer("wait", 60)
+            self.task.decision_done("waiting")
+            self.task.complete("never")
+
+    h = Harness([Early])
+    h.add_poll(poll_response(start_history()))
+    h.add_respond()
+    h.decider.run_once()
+    assert h.responds()[0]["decisions"] == [
+        {"decisionType": "StartTimer", "startTimerDecisionAttributes": {"timerId": "wait", "startToFireTimeout": "60"}}
+    ]
+    assert h.hooks.outcomes() == ["completed"]
+
+
+def test_execution_context_is_sent():
+    Flow.on_run = lambda workflow: setattr(workflow.task, "execution_context", "step-2")
+    h = Harness([Flow])
+    h.add_poll(poll_response(start_history(input="ctx")))
+    h.add_respond()
+    h.decider.run_once()
+    assert h.responds() == [{"taskToken": "token-1", "decisions": completed("done: ctx"), "executionContext": "step-2"}]
+
+
+def test_stale_respond_is_counted_not_raised(caplog):
+    h = Harness([Flow])
+    h.add_poll(poll_response(start_history()))
+    h.stub.add_client_error(
+        "respond_decision_task_completed",
+        service_error_code="UnknownResourceFault",
+        service_message="Unknown decision task, scheduledEventId = 2",
+    )
+
+    assert h.decider.run_once() is True
+
+    assert h.decider.stats["stale"] == 1
+    assert h.decider.stats["completed"] == 0
+    assert h.hooks.outcomes() == ["stale"]
+    stale = [r for r in caplog.records if r.getMessage().startswith("stale task")]
+    assert stale and stale[0].levelno == logging.WARNING
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    h.assert_done()
+
+
+def test_other_respond_errors_are_counted():
+    h = Harness([Flow])
+    h.add_poll(poll_response(start_history()))
+    h.stub.add_client_error(
+        "respond_decision_task_completed", service_error_code="InternalFailure", http_status_code=500
+    )
+    assert h.decider.run_once() is True
+    assert h.decider.stats["respond-failed"] == 1
+    assert h.hooks.outcomes() == ["respond-failed"]
+
+
+def test_a_decision_swf_would_refuse_does_not_kill_the_loop(caplog):
+    """botocore refuses a malformed decision before sending it: a failed respond, not a crash."""
+
+    class Sloppy(Workflow):
+        name = "Flow"
+        version = "1.0"
+
+        def run(self):
+            self.task.add_decision("StartTimer", timerId="t", startToFireTimeout=300)  # an int, not a string
+
+    h = Harness([Sloppy])
+    # A plain client: botocore validates the request before it would try to send it.
+    h.decider.client = offline_client()
+    h.add_poll(poll_response(start_history()))
+    h.add_poll(poll_response(start_history(), token="token-2"))
+    h.hooks.on_task_ended = lambda poller: poller.stop() if len(h.hooks.outcomes()) == 2 else None
+
+    run_in_thread(h.decider)
+
+    assert h.hooks.outcomes() == ["respond-failed", "respond-failed"]
+    assert h.decider.stats["respond-failed"] == 2
+    refused = [r.getMessage() for r in caplog.records if r.getMessage().startswith("respond failed")]
+    assert len(refused) == 2
+    assert "Invalid type for parameter decisions[0].startTimerDecisionAttributes.startToFireTimeout" in refused[0]
+    h.assert_done()
+
+
+# -- hooks and stop
+
+
+def test_hooks_see_polls_and_tasks_with_deadlines():
+    h = Harness([Flow])
+
+    def slow_poll(**kwargs):
+        h.fake.now += 3.0
+
+    h.decider.poll_client.meta.events.register_first("before-parameter-build.swf.PollForDecisionTask", slow_poll)
+    Flow.on_run = lambda workflow: setattr(h.fake, "now", h.fake.now + 2.0)  # deciding takes 2 s
+    h.add_poll(poll_response(start_history(timeout="10")))
+    h.add_respond()
+
+    h.decider.run_once()
+
+    assert h.hooks.calls == [
+        ("poll_started", 1000.0 + swf.POLL_READ_TIMEOUT),
+        ("poll_ended", True, 3.0),
+        ("task_started", "token-1", 1003.0 + 10),  # from DecisionTaskScheduled's startToCloseTimeout
+        ("task_ended", "token-1", "completed", 2.0),
+    ]
+
+
+def test_task_deadline_from_the_latest_decision_task_scheduled():
+    h = Harness([Flow])
+    events = [
+        *start_history(timeout="10"),
+        event(4, "DecisionTaskTimedOut", scheduledEventId=2, startedEventId=3, timeoutType="START_TO_CLOSE"),
+        event(5, "DecisionTaskScheduled", taskList={"name": "deciders"}, startToCloseTimeout="25"),
+        event(6, "DecisionTaskStarted", identity="decider-1", scheduledEventId=5),
+    ]
+    h.add_poll(poll_response(events))
+    h.add_respond()
+    h.decider.run_once()
+    assert ("task_started", "token-1", 1000.0 + 25) in h.hooks.calls
+
+    none = Harness([Flow])
+    none.add_poll(poll_response(start_history(timeout="NONE")))
+    none.add_respond()
+    none.decider.run_once()
+    assert ("task_started", "token-1", None) in none.hooks.calls
+
+
+def test_stop_during_a_poll_still_answers_its_task():
+    h = Harness([Flow])
+    h.add_poll(poll_response(start_history(input="last one")))
+    h.add_respond()
+    # stop() arrives while the poll is in flight: the hook runs as the poll returns.
+    h.hooks.on_poll_ended = lambda poller: poller.stop()
+
+    run_in_thread(h.decider)
+
+    assert h.responds() == [{"taskToken": "token-1", "decisions": completed("done: last one")}]
+    assert h.names() == ["PollForDecisionTask", "RespondDecisionTaskCompleted"]  # and no further poll
+    assert h.hooks.outcomes() == ["completed"]
+    h.assert_done()
+
+
+def test_stop_from_run_finishes_the_task_first():
+    h = Harness([Flow])
+    Flow.on_run = lambda workflow: h.decider.stop()
+    h.add_poll(poll_response(start_history(input="x")))
+    h.add_respond()
+    run_in_thread(h.decider)
+    assert h.responds() == [{"taskToken": "token-1", "decisions": completed("done: x")}]
+    h.assert_done()
+
+
+def test_stop_during_an_empty_poll_returns_without_pausing():
+    h = Harness([Flow])
+    h.add_empty_poll()
+    h.hooks.on_poll_ended = lambda poller: poller.stop()
+    run_in_thread(h.decider)
+    assert h.fake.sleeps == []
+    assert h.names() == ["PollForDecisionTask"]
+
+
+# -- construction
+
+
+def test_on_error_must_be_known():
+    with pytest.raises(ValueError, match="on_error must be one of"):
+        Decider(swf.Endpoint(region="us-east-1"), "D", "tl", [Flow], on_error="ignore")
+
+
+def test_workflows_by_dict_and_summary():
+    decider = Decider(swf.Endpoint(region="us-east-1"), "D", "tl", {("Flow", "1.0"): Flow})
+    assert decider.workflows == {("Flow", "1.0"): Flow}
+    assert decider.summary() == "no tasks"
+    decider.stats.update({"completed": 2, "stale": 1})
+    assert decider.summary() == "completed 2, stale 1"
+    assert repr(decider) == "<Decider D/tl>"
+    assert decider.kind == "decider"
+
+
+def test_decision_done_is_importable_from_the_package():
+    assert issubclass(DecisionDone, Exception)
