@@ -21,7 +21,7 @@ import threading
 import time
 
 from caravand import swf
-from caravand.workflow import truncate
+from caravand.workflow import truncate, type_registration
 
 log = logging.getLogger(__name__)
 
@@ -185,12 +185,7 @@ class Activity:
     @classmethod
     def registration(cls) -> dict:
         """The RegisterActivityType parameters of this type (its name, version, defaults)."""
-        params = {"name": cls.name, "version": cls.version, "description": cls.description}
-        for attribute, param in ACTIVITY_DEFAULTS.items():
-            value = getattr(cls, attribute)
-            if value is not None:
-                params[param] = {"name": value} if param == "defaultTaskList" else str(value)
-        return {k: v for k, v in params.items() if v is not None}
+        return type_registration(cls, ACTIVITY_DEFAULTS)
 
     @classmethod
     def heartbeat_interval(cls) -> float | None:

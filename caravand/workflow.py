@@ -31,6 +31,19 @@ WORKFLOW_DEFAULTS = {
 }
 
 
+def type_registration(cls, defaults: dict[str, str]) -> dict:
+    """Register*Type parameters of a Workflow or Activity class: name, version, description, defaults.
+
+    ``defaults`` maps the class attributes to SWF's parameter names.
+    """
+    params = {"name": cls.name, "version": cls.version, "description": cls.description}
+    for attribute, param in defaults.items():
+        value = getattr(cls, attribute)
+        if value is not None:
+            params[param] = {"name": value} if param == "defaultTaskList" else str(value)
+    return {k: v for k, v in params.items() if v is not None}
+
+
 def truncate(text, limit: int, keep: str = "head") -> str | None:
     """``text`` as a string of at most ``limit`` characters (None stays None).
 
@@ -423,9 +436,4 @@ class Workflow:
     @classmethod
     def registration(cls) -> dict:
         """The RegisterWorkflowType parameters of this type (its name, version, defaults)."""
-        params = {"name": cls.name, "version": cls.version, "description": cls.description}
-        for attribute, param in WORKFLOW_DEFAULTS.items():
-            value = getattr(cls, attribute)
-            if value is not None:
-                params[param] = {"name": value} if param == "defaultTaskList" else str(value)
-        return {k: v for k, v in params.items() if v is not None}
+        return type_registration(cls, WORKFLOW_DEFAULTS)
