@@ -47,6 +47,21 @@ BEAT_INTERVAL = 5.0
 ORPHAN_GRACE = 1.5
 PR_SET_PDEATHSIG = 1
 ORPHAN_SIGNAL = signal.SIGUSR2
+#: The master blocks these around fork; the child unblocks them once its handlers are in.
+HANDLED_SIGNALS = frozenset(
+    {
+        signal.SIGTERM,
+        signal.SIGQUIT,
+        signal.SIGINT,
+        signal.SIGHUP,
+        signal.SIGTTIN,
+        signal.SIGTTOU,
+        signal.SIGUSR1,
+        ORPHAN_SIGNAL,
+        signal.SIGALRM,
+        signal.SIGCHLD,
+    }
+)
 
 
 class FastExit(BaseException):
@@ -192,6 +207,7 @@ class ChildProcess:
         signal.signal(ORPHAN_SIGNAL, self.on_quit)
         signal.signal(signal.SIGUSR1, self.on_usr1)
         signal.signal(signal.SIGALRM, self.on_deadline)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)  # what came meanwhile is delivered now
 
     def request_stop(self) -> None:
         self.stop_requested = True

@@ -89,6 +89,20 @@ class Child:
     def label(self) -> str:
         return f"{self.pool.name}#{self.index}"
 
+    def next_check(self) -> float:
+        """The earliest time at which ``overdue`` may start saying yes."""
+        if self.kill_stage == "abort":  # already overdue: only the SIGKILL is ahead
+            return self.kill_at
+        spec = self.pool.spec
+        times = [self.last_seen + spec.beat_timeout]
+        if self.state == "booting":
+            times.append(self.started_at + spec.boot_timeout)
+        if self.deadline is not None:
+            times.append(self.deadline + spec.heartbeat_grace)
+        if self.stop_deadline is not None:
+            times.append(self.stop_deadline)
+        return min(times)
+
     def overdue(self, now: float) -> str | None:
         """Why this child must be killed now, or None: it is late, not merely busy."""
         spec = self.pool.spec
@@ -164,6 +178,7 @@ class Master:
         """Start, loop until stopped, clean up; returns the exit code."""
         self.start()
         try:
+            self.manage_pools(self.now())  # spawn at once, not after a first tick
             while not self.done:
                 self.loop_once()
         finally:
@@ -214,7 +229,8 @@ class Master:
         now = self.now()
         wakes = [now + TICK]
         wakes += [p.health.next_check() or now + TICK for p in self.pools.values()]
-        wakes += [c.kill_at for c in self.children.values() if c.kill_at is not None]
+        # A child's deadline passing must be seen then, not at the next tick.
+        wakes += [c.next_check() for c in self.children.values() if c.kill_stage != "kill"]
         if self.stop_deadline is not None:
             wakes.append(self.stop_deadline)
         if self.notifier.watchdog_interval:
@@ -282,12 +298,25 @@ class Master:
 
     # -- children
 
-    def spawn(self, pool: Pool) -> Child:
+    def spawn(self, pool: Pool) -> Child | None:
         index = pool.free_index()
         read_end, write_end = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = self.system.fork()
+        # Signals wait until the child has its own handlers: a SIGTERM in
+        # between would otherwise land in our queue's copy and be lost.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, child_module.HANDLED_SIGNALS)
+        try:
+            pid = self.system.fork()
+        except OSError as exc:  # EAGAIN, ENOMEM: a crash of this pool, not of the master
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            os.close(read_end)
+            os.close(write_end)
+            log.error("fork failed: %s (%s)", pool.name, exc)
+            pool.health.child_exited(crashed=True, uptime=0.0)
+            return None
+        if pid != 0:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         if pid == 0:  # the child: never returns
             os.close(read_end)
             self.close_in_child()
@@ -486,8 +515,8 @@ class Master:
             for child in sorted(active, key=lambda c: c.index)[pool.target :]:
                 self.retire(child, "scaled down")
             missing = pool.target - len(pool.active())
-            if missing > 0 and pool.health.may_spawn():
-                for _ in range(missing):
+            for _ in range(missing):
+                if pool.health.may_spawn():
                     self.spawn(pool)
             if len(pool.booted()) >= pool.target:
                 for child in list(pool.children.values()):

@@ -629,3 +629,59 @@ def test_ready_only_once_every_pool_has_its_children_booted(tmp_path, system, sp
     master.tell_systemd(clock())
     assert len(notifier.sent) == count  # nothing changed: nothing sent
     assert not any("READY=1" in fields for fields in notifier.sent[:-1])
+
+
+def test_child_next_check_is_the_earliest_deadline_and_never_a_past_one_while_aborting():
+    """The loop wakes when a child may become overdue, and does not spin while SIGKILL waits."""
+    from types import SimpleNamespace
+
+    from caravand.master import Child
+
+    spec = SimpleNamespace(beat_timeout=30.0, boot_timeout=120.0, heartbeat_grace=10.0)
+    pool = SimpleNamespace(spec=spec, name="p")
+    child = Child(pid=1, pool=pool, index=1, fd=-1, started_at=100.0, last_seen=100.0)
+    assert child.next_check() == 130.0  # booting: the beat timeout comes first
+    child.state, child.deadline = "working", 105.0
+    assert child.next_check() == 115.0  # its deadline plus the grace
+    child.kill_stage, child.kill_at = "abort", 120.0
+    assert child.next_check() == 120.0  # past deadlines no longer count: no busy loop
+
+
+def test_spawn_blocks_the_childs_signals_across_fork_and_restores_the_mask(master, system, monkeypatch):
+    """A signal sent between fork() and the child's own handlers waits for them instead of being lost."""
+    from caravand import child as child_module
+
+    master.selector = selectors.DefaultSelector()
+    seen = {}
+
+    def fork():
+        seen["blocked"] = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        return 424242  # the parent's side only: no process is made
+
+    monkeypatch.setattr(system, "fork", fork, raising=False)
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    try:
+        child = master.spawn(master.pools["demo"])
+        assert child is not None and child.pid == 424242
+        assert child_module.HANDLED_SIGNALS <= seen["blocked"]
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+    finally:
+        master.unregister(child)
+        master.selector.close()
+
+
+def test_a_failed_fork_backs_the_pool_off_instead_of_stopping_the_master(master, system, monkeypatch):
+    master.selector = selectors.DefaultSelector()
+
+    def fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(system, "fork", fork, raising=False)
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    try:
+        assert master.spawn(master.pools["demo"]) is None
+        assert master.pools["demo"].health.state is PoolState.BACKOFF
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+        assert master.children == {}
+    finally:
+        master.selector.close()
