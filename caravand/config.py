@@ -375,19 +375,19 @@ def parse_pool(path: str, loader: ConfigLoader, section: str, overrides: dict) -
     use = value("use").strip()
     factory = _load_factory(path, section, overrides)
     options = {key: value(key) for key in sorted(written) if key not in settings and key != "use"}
-    try:
-        inspect.signature(factory).bind({}, **options)
-    except TypeError:
-        known = [p for p in inspect.signature(factory).parameters][1:]
-        unknown = [k for k in options if k not in known]
-        if unknown:
-            raise ConfigError(
-                f"{path}: [{section}] {unknown[0]}: unknown key "
-                f"(pool keys: {', '.join(sorted(settings))}; {use} takes: {', '.join(known)})"
-            ) from None
-        missing = [k for k, p in list(inspect.signature(factory).parameters.items())[1:] if p.default is p.empty]
-        missing = [k for k in missing if k not in options]
-        raise ConfigError(f"{path}: [{section}] {missing[0] if missing else 'use'}: missing") from None
+    # The factory's signature is its schema: check the keys against it before calling.
+    parameters = list(inspect.signature(factory).parameters.values())[1:]  # after global_conf
+    names = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+        for key in options:
+            if key not in names:
+                raise ConfigError(
+                    f"{path}: [{section}] {key}: unknown key "
+                    f"(pool keys: {', '.join(sorted(settings))}; {use} takes: {', '.join(names)})"
+                )
+    for p in parameters:
+        if p.name in names and p.default is p.empty and p.name not in options:
+            raise ConfigError(f"{path}: [{section}] {p.name}: missing")
     try:
         made = factory(dict(parser.defaults()), **options)
     except ConfigError as exc:
