@@ -5,17 +5,12 @@ from __future__ import annotations
 import threading
 import time
 
-import boto3
 import pytest
 from botocore.stub import Stubber
+from stubs import offline_client
 
-from caravand import Activity, ActivityCanceled, ActivityTask, activity, swf
+from caravand import Activity, ActivityCanceled, ActivityTask, activity
 from caravand.activity import Heartbeater
-
-#: A loopback port nothing listens on: a stubbed client never sends.
-NOWHERE = "http://127.0.0.1:9"
-#: One session for every stubbed client: a new session costs ~50 ms, a client from it ~4 ms.
-SESSION = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
 
 
 def task_data(**overrides) -> dict:
@@ -34,7 +29,7 @@ def task_data(**overrides) -> dict:
 @pytest.fixture
 def stubbed():
     """A call client with botocore's Stubber active; every call must be queued first."""
-    client = swf.make_client(swf.Endpoint(endpoint_url=NOWHERE, region="us-east-1"), session=SESSION)
+    client = offline_client()
     with Stubber(client) as stub:
         yield client, stub
         stub.assert_no_pending_responses()

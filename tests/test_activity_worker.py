@@ -7,25 +7,13 @@ from __future__ import annotations
 
 import json
 import threading
-from unittest import mock
 
-import boto3
 import pytest
-from botocore.stub import Stubber
+from stubs import FakeTime, RecordingHooks, StubbedPoller
 
 from caravand import Activity, ActivityCanceled, Workflow, activity, swf
 from caravand.activity_worker import ActivityWorker, encode_result
 from caravand.decider import Decider
-from caravand.poller import Hooks
-
-NOWHERE = "http://127.0.0.1:9"
-#: One session for every stubbed client: a new session costs ~50 ms, a client from it ~4 ms.
-SESSION = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
-
-
-def offline_client(poll: bool = False):
-    """A client for a loopback port nothing listens on: with a Stubber it never sends."""
-    return swf.make_client(swf.Endpoint(endpoint_url=NOWHERE, region="us-east-1"), poll=poll, session=SESSION)
 
 
 def task_response(name: str = "Echo", version: str = "1.0", input: str | None = "hello", token: str = "token-1"):
@@ -89,72 +77,20 @@ class Cancelable(Activity):
 # -- the harness
 
 
-class FakeTime:
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps: list[float] = []
+class Harness(StubbedPoller):
+    """An ActivityWorker (``worker``) on Stubber'd clients, serving ``activities`` on task list "acts"."""
 
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> bool:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        return False
-
-
-class RecordingHooks(Hooks):
-    def __init__(self):
-        self.calls: list[tuple] = []
-        self.on_task_ended = None
-
-    def task_started(self, poller, task, deadline):
-        self.calls.append(("task_started", task.activity_id, deadline))
-
-    def task_ended(self, poller, task, outcome, seconds):
-        self.calls.append(("task_ended", task.activity_id, outcome))
-        if self.on_task_ended:
-            self.on_task_ended(poller)
-
-    def outcomes(self) -> list[str]:
-        return [call[2] for call in self.calls if call[0] == "task_ended"]
-
-
-class Harness:
-    """An ActivityWorker whose two clients are Stubber'd; ``calls`` lists every API call made."""
+    poll_operation = "poll_for_activity_task"
+    empty_poll = {"startedEventId": 0}
 
     def __init__(self, activities, **kwargs):
-        self.fake = FakeTime()
-        self.hooks = RecordingHooks()
-        self.calls: list[tuple[str, dict]] = []
-        self.worker = ActivityWorker(
-            swf.Endpoint(endpoint_url=NOWHERE, region="us-east-1"),
-            "D",
-            "acts",
-            activities,
-            identity="worker-1",
-            hooks=self.hooks,
-            clock=self.fake.clock,
-            sleep=self.fake.sleep,
-            rng=lambda: 1.0,
-            **kwargs,
+        super().__init__(
+            ActivityWorker, "acts", activities, identity="worker-1", hooks=RecordingHooks(key="activity_id"), **kwargs
         )
-        self.worker.poll_client, self.poll_stub = self._stubbed(poll=True)
-        self.worker.client, self.stub = self._stubbed(poll=False)
-
-    def _stubbed(self, poll: bool):
-        client = offline_client(poll)
-
-        def record(params, model, **kwargs):
-            self.calls.append((model.name, dict(params)))
-
-        client.meta.events.register_first("before-parameter-build.swf", record)
-        stub = Stubber(client)
-        stub.activate()
-        return client, stub
+        self.worker = self.poller
 
     def add_task(self, **kwargs):
-        self.poll_stub.add_response("poll_for_activity_task", task_response(**kwargs))
+        self.add_poll(task_response(**kwargs))
 
     def answers(self) -> list[tuple[str, dict]]:
         return [(name, params) for name, params in self.calls if name.startswith("RespondActivityTask")]
@@ -165,10 +101,6 @@ class Harness:
         assert self.worker.run_once() is True
         (answer,) = self.answers()
         return answer
-
-    def assert_done(self):
-        self.poll_stub.assert_no_pending_responses()
-        self.stub.assert_no_pending_responses()
 
 
 def heartbeat_threads() -> list[str]:
@@ -428,8 +360,7 @@ def test_automatic_heartbeats_while_run_is_busy(monkeypatch):
     name, params = h.run_task(name="Patient")
 
     assert (name, params["result"]) == ("RespondActivityTaskCompleted", '{"heartbeat_seen": true}')
-    names = [n for n, _ in h.calls]
-    assert names[:3] == ["PollForActivityTask", "RecordActivityTaskHeartbeat", "RespondActivityTaskCompleted"]
+    assert h.names()[:3] == ["PollForActivityTask", "RecordActivityTaskHeartbeat", "RespondActivityTaskCompleted"]
     assert h.calls[1][1] == {"taskToken": "token-1"}
     assert Patient.threads == ["heartbeat-a1"]
     assert heartbeat_threads() == []  # stopped with the task
@@ -511,14 +442,13 @@ def test_stop_during_a_task_completes_it_then_returns():
     thread.join(5)
     assert not thread.is_alive(), "run_forever() did not return"
     assert h.answers() == [("RespondActivityTaskCompleted", {"taskToken": "token-1", "result": "completed anyway"})]
-    assert [name for name, _ in h.calls] == ["PollForActivityTask", "RespondActivityTaskCompleted"]
+    assert h.names() == ["PollForActivityTask", "RespondActivityTaskCompleted"]
     h.assert_done()
 
 
 def test_empty_poll_pauses():
     h = Harness([Echo])
-    with mock.patch.object(h.poll_stub, "_validate_operation_response"):
-        h.poll_stub.add_response("poll_for_activity_task", {"startedEventId": 0})
+    h.add_empty_poll()
     assert h.worker.run_once() is False
     assert h.fake.sleeps == [1.25]
     assert h.worker.stats["empty_polls"] == 1
@@ -527,8 +457,8 @@ def test_empty_poll_pauses():
 
 def test_throttled_poll_backs_off():
     h = Harness([Echo])
-    h.poll_stub.add_client_error("poll_for_activity_task", service_error_code="ThrottlingException")
-    h.poll_stub.add_client_error("poll_for_activity_task", service_error_code="ThrottlingException")
+    h.add_poll_error("ThrottlingException")
+    h.add_poll_error("ThrottlingException")
     assert h.worker.run_once() is False
     assert h.worker.run_once() is False
     assert h.fake.sleeps == [0.5, 1.0]

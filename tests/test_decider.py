@@ -6,42 +6,17 @@ records every pause (its ``rng`` is fixed at 1.0, the top of the jitter).
 
 from __future__ import annotations
 
-import datetime
 import logging
 import threading
-from unittest import mock
 
-import boto3
 import pytest
-from botocore.stub import Stubber
+from stubs import NOWHERE, FakeTime, PollRecordingHooks, StubbedPoller, event, offline_client
 
 from caravand import DecisionDone, Workflow, swf
 from caravand.decider import PAGE_ATTEMPTS, Decider
-from caravand.poller import FAST_EMPTY_POLL, Hooks
-
-NOWHERE = "http://127.0.0.1:9"
-#: One session for every stubbed client: a new session costs ~50 ms, a client from it ~4 ms.
-SESSION = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
-
-
-def offline_client(poll: bool = False):
-    """A client for a loopback port nothing listens on: with a Stubber it never sends."""
-    return swf.make_client(swf.Endpoint(endpoint_url=NOWHERE, region="us-east-1"), poll=poll, session=SESSION)
-
-
-T0 = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
-
+from caravand.poller import FAST_EMPTY_POLL
 
 # -- histories
-
-
-def event(event_id: int, event_type: str, **attributes) -> dict:
-    return {
-        "eventId": event_id,
-        "eventType": event_type,
-        "eventTimestamp": T0 + datetime.timedelta(seconds=event_id),
-        f"{event_type[0].lower()}{event_type[1:]}EventAttributes": attributes,
-    }
 
 
 def start_history(input: str | None = None, timeout: str = "10") -> list[dict]:
@@ -113,108 +88,30 @@ def completed(result: str) -> list[dict]:
 # -- the harness: a Decider on stubbed clients, a fake clock, recording hooks
 
 
-class FakeTime:
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-        self.on_sleep = None
+class Harness(StubbedPoller):
+    """A Decider (``decider``) on Stubber'd clients, serving ``workflows`` on task list "deciders"."""
 
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> bool:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        if self.on_sleep:
-            self.on_sleep(len(self.sleeps))
-        return False
-
-
-class RecordingHooks(Hooks):
-    def __init__(self):
-        self.calls: list[tuple] = []
-        self.on_poll_ended = None
-        self.on_task_ended = None
-
-    def poll_started(self, poller, deadline):
-        self.calls.append(("poll_started", deadline))
-
-    def poll_ended(self, poller, got_task, seconds):
-        self.calls.append(("poll_ended", got_task, seconds))
-        if self.on_poll_ended:
-            self.on_poll_ended(poller)
-
-    def task_started(self, poller, task, deadline):
-        self.calls.append(("task_started", task.token, deadline))
-
-    def task_ended(self, poller, task, outcome, seconds):
-        self.calls.append(("task_ended", task.token, outcome, seconds))
-        if self.on_task_ended:
-            self.on_task_ended(poller)
-
-    def poll_failed(self, poller, error, throttled):
-        self.calls.append(("poll_failed", getattr(error, "code", None), throttled))
-
-    def outcomes(self) -> list[str]:
-        return [call[2] for call in self.calls if call[0] == "task_ended"]
-
-
-class Harness:
-    """A Decider whose two clients are Stubber'd; ``calls`` lists every API call made, in order."""
+    poll_operation = "poll_for_decision_task"
+    empty_poll = {"startedEventId": 0, "previousStartedEventId": 0}
 
     def __init__(self, workflows, **kwargs):
-        self.fake = FakeTime()
-        self.hooks = RecordingHooks()
-        self.calls: list[tuple[str, dict]] = []
-        self.decider = Decider(
-            swf.Endpoint(endpoint_url=NOWHERE, region="us-east-1"),
-            "D",
-            "deciders",
-            workflows,
-            identity="decider-1",
-            hooks=self.hooks,
-            clock=self.fake.clock,
-            sleep=self.fake.sleep,
-            rng=lambda: 1.0,
-            **kwargs,
-        )
-        self.decider.poll_client, self.poll_stub = self._stubbed(poll=True)
-        self.decider.client, self.stub = self._stubbed(poll=False)
-
-    def _stubbed(self, poll: bool):
-        client = offline_client(poll)
-
-        def record(params, model, **kwargs):
-            self.calls.append((model.name, dict(params)))
-
-        client.meta.events.register_first("before-parameter-build.swf", record)
-        stub = Stubber(client)
-        stub.activate()
-        return client, stub
-
-    def add_poll(self, response: dict):
-        self.poll_stub.add_response("poll_for_decision_task", response)
-
-    def add_empty_poll(self):
-        # SWF's empty poll has no taskToken, which botocore's model calls required.
-        with mock.patch.object(self.poll_stub, "_validate_operation_response"):
-            self.poll_stub.add_response("poll_for_decision_task", {"startedEventId": 0, "previousStartedEventId": 0})
-
-    def add_poll_error(self, code: str, status: int = 400):
-        self.poll_stub.add_client_error("poll_for_decision_task", service_error_code=code, http_status_code=status)
+        super().__init__(Decider, "deciders", workflows, identity="decider-1", hooks=PollRecordingHooks(), **kwargs)
+        self.decider = self.poller
 
     def add_respond(self):
         self.stub.add_response("respond_decision_task_completed", {})
 
-    def names(self) -> list[str]:
-        return [name for name, _ in self.calls]
-
     def responds(self) -> list[dict]:
         return [params for name, params in self.calls if name == "RespondDecisionTaskCompleted"]
 
-    def assert_done(self):
-        self.poll_stub.assert_no_pending_responses()
-        self.stub.assert_no_pending_responses()
+    def sent_failure(self) -> dict:
+        """The attributes of the one decision sent: a FailWorkflowExecution, counted as workflow-failed."""
+        (respond,) = self.responds()
+        (decision,) = respond["decisions"]
+        assert decision["decisionType"] == "FailWorkflowExecution"
+        assert self.decider.stats["workflow-failed"] == 1
+        assert self.hooks.outcomes() == ["workflow-failed"]
+        return decision["failWorkflowExecutionDecisionAttributes"]
 
 
 def run_in_thread(poller, timeout: float = 5.0):
@@ -249,7 +146,7 @@ def moto_domain(swf_client, fast_moto):
 
 def test_moto_registers_its_type_and_answers_a_started_execution(moto_domain):
     client = moto_domain
-    fake, hooks = FakeTime(), RecordingHooks()
+    fake, hooks = FakeTime(), PollRecordingHooks()
     decider = Decider(
         swf.Endpoint(region="us-east-1"), "Moto", "deciders", [Flow], hooks=hooks, sleep=fake.sleep, rng=lambda: 1.0
     )
@@ -482,7 +379,7 @@ def test_server_errors_back_off_and_the_loop_survives():
 
 def test_connection_errors_back_off():
     """A real, refused connection on loopback: the poll fails, the loop does not."""
-    fake, hooks = FakeTime(), RecordingHooks()
+    fake, hooks = FakeTime(), PollRecordingHooks()
     decider = Decider(
         swf.Endpoint(endpoint_url=NOWHERE, region="us-east-1"),
         "D",
@@ -504,7 +401,7 @@ def test_connection_errors_back_off():
 def test_stop_cuts_a_backoff_pause_short():
     """With the default sleep, stop() wakes a loop that waits out a (here 50 s) backoff."""
     failed = threading.Event()
-    hooks = RecordingHooks()
+    hooks = PollRecordingHooks()
     hooks.poll_failed = lambda poller, error, throttled: failed.set()
     decider = Decider(
         swf.Endpoint(endpoint_url=NOWHERE, region="us-east-1"), "D", "deciders", [Flow], hooks=hooks, rng=lambda: 100.0
@@ -554,15 +451,10 @@ def test_exception_in_run_fails_the_execution_with_on_error_fail():
 
     h.decider.run_once()
 
-    (respond,) = h.responds()
-    (decision,) = respond["decisions"]
-    assert decision["decisionType"] == "FailWorkflowExecution"
-    attributes = decision["failWorkflowExecutionDecisionAttributes"]
+    attributes = h.sent_failure()
     assert attributes["reason"] == "RuntimeError: boom"
     assert attributes["details"].startswith("Traceback (most recent call last):")
     assert attributes["details"].rstrip().endswith("RuntimeError: boom")
-    assert h.decider.stats["workflow-failed"] == 1
-    assert h.hooks.outcomes() == ["workflow-failed"]
     h.assert_done()
 
 
@@ -638,14 +530,9 @@ def test_workflow_failure_fails_the_execution_with_reason_cut_to_256():
 
     h.decider.run_once()
 
-    (respond,) = h.responds()
-    (decision,) = respond["decisions"]
-    assert decision["decisionType"] == "FailWorkflowExecution"
-    attributes = decision["failWorkflowExecutionDecisionAttributes"]
+    attributes = h.sent_failure()
     assert len(attributes["reason"]) == 256 and attributes["reason"].startswith("rrrr")
     assert len(attributes["details"]) <= 32768 and attributes["details"].endswith("details ")
-    assert h.decider.stats["workflow-failed"] == 1
-    assert h.hooks.outcomes() == ["workflow-failed"]
     h.assert_done()
 
 

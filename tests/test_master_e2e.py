@@ -696,21 +696,17 @@ def daemon_ini(tmp_path, endpoint) -> pathlib.Path:
     return write_ini(tmp_path / "caravan.ini", endpoint, demo_pool("demo", "Daemon"))
 
 
+def run_daemon(ini: pathlib.Path, pidfile: pathlib.Path, log: pathlib.Path) -> subprocess.CompletedProcess:
+    """``caravand --daemon --pidfile pidfile --log-file log ini``: returns once the command has exited."""
+    options = ["--daemon", "--pidfile", str(pidfile), "--log-file", str(log)]
+    return run_cli("caravand", *options, str(ini), env=master_env(), timeout=20)
+
+
 def test_daemon_detaches_holds_the_pidfile_and_refuses_a_second(endpoint, tmp_path):
     ini, pidfile, log = daemon_ini(tmp_path, endpoint), tmp_path / "p.pid", tmp_path / "d.log"
     try:
         started = time.monotonic()
-        done = run_cli(
-            "caravand",
-            "--daemon",
-            "--pidfile",
-            str(pidfile),
-            "--log-file",
-            str(log),
-            str(ini),
-            env=master_env(),
-            timeout=20,
-        )
+        done = run_daemon(ini, pidfile, log)
         assert done.returncode == 0, done.stderr
         assert time.monotonic() - started < 10
         pid = wait_for(lambda: read_pid(pidfile), 10, message="the daemon's pid in the pidfile")
@@ -718,17 +714,7 @@ def test_daemon_detaches_holds_the_pidfile_and_refuses_a_second(endpoint, tmp_pa
         wait_for(lambda: "booted: demo#1 " in log.read_text(), 20, message="the daemon's child to boot")
         [child] = wait_counts(pid, {"demo": 1})["demo"]
 
-        second = run_cli(
-            "caravand",
-            "--daemon",
-            "--pidfile",
-            str(pidfile),
-            "--log-file",
-            str(log),
-            str(ini),
-            env=master_env(),
-            timeout=20,
-        )
+        second = run_daemon(ini, pidfile, log)
         assert second.returncode == 1
         assert second.stderr.count("\n") == 1 and f"pid {pid})" in second.stderr, second.stderr
         assert "Traceback" not in second.stderr
@@ -748,17 +734,7 @@ def test_daemon_starts_over_a_stale_pidfile(endpoint, tmp_path):
     dead.wait()
     pidfile.write_text(f"{dead.pid}\n")  # left by a crash: the file, no lock
     try:
-        done = run_cli(
-            "caravand",
-            "--daemon",
-            "--pidfile",
-            str(pidfile),
-            "--log-file",
-            str(log),
-            str(ini),
-            env=master_env(),
-            timeout=20,
-        )
+        done = run_daemon(ini, pidfile, log)
         assert done.returncode == 0, done.stderr
         pid = wait_for(lambda: read_pid(pidfile) != dead.pid and read_pid(pidfile), 10, message="a new pid")
         wait_for(lambda: title_of(pid) == f"caravand: master [{ini}]", 10, message=f"pid {pid} to be the master")

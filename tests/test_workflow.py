@@ -13,21 +13,10 @@ import pprint
 import botocore.session
 import pytest
 from botocore.validate import validate_parameters
+from stubs import T0, event
 
 from caravand import DecisionDone, DecisionTask, TaskState, Workflow, WorkflowFailure, swf
 from caravand.workflow import truncate
-
-T0 = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
-
-
-def event(event_id: int, event_type: str, **attributes) -> dict:
-    """A history event as SWF sends it: its attributes under ``<eventType>EventAttributes``."""
-    return {
-        "eventId": event_id,
-        "eventType": event_type,
-        "eventTimestamp": T0 + datetime.timedelta(seconds=event_id),
-        f"{event_type[0].lower()}{event_type[1:]}EventAttributes": attributes,
-    }
 
 
 def started(event_id: int = 1, input: str | None = None) -> dict:
