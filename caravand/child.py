@@ -227,7 +227,11 @@ class ChildProcess:
             raise FastExit
 
     def on_usr1(self, signum, frame) -> None:
-        threading.Thread(target=reopen_log_files, name="reopen-logs", daemon=True).start()
+        def reopen():
+            reopen_log_files()
+            log.info("reopened log files (USR1): %s#%d", self.pool.name, self.index)
+
+        threading.Thread(target=reopen, name="reopen-logs", daemon=True).start()
 
     def on_deadline(self, signum, frame) -> None:
         """The stop's deadline passed with a task still in hand: fail it so SWF retries it now."""

@@ -291,8 +291,8 @@ class Master:
             log.info("scale: %s to %d (TTOU)", pool.name, pool.target)
 
     def handle_usr1(self) -> None:
-        log.info("reopening log files (USR1)")
         reopen_log_files()
+        log.info("reopened log files (USR1)")  # the first line of the new file
         for child in self.children.values():
             self.signal_child(child, signal.SIGUSR1)
 

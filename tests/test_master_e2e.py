@@ -829,3 +829,92 @@ def test_ttin_then_ttou_change_each_pool_by_one(caravand, endpoint, tmp_path):
     log = master.output()
     assert "scale: a to 2 (TTIN)" in log and "scale: b to 2 (TTOU)" in log
     assert "crashed:" not in log
+
+
+# -- recycling, preload, log files
+
+
+def test_max_tasks_recycles_a_child_with_its_replacement_booted_first(caravand, endpoint, client, tmp_path):
+    """After max_tasks tasks a child is replaced; the new one boots before the old one is retired."""
+    ini = write_ini(tmp_path / "caravan.ini", endpoint, demo_pool("demo", "Recycle", max_tasks=2))
+    master = caravand(ini)
+    booted(master, "demo#1")
+    [(first, _)] = wait_counts(master.pid, {"demo": 1})["demo"].items()
+    demo_decided(client, "Recycle", "r1")  # a decision task...
+    demo_decided(client, "Recycle", "r2")  # ...and another: max_tasks reached
+    wait_for(lambda: f"exited: demo#1 (pid {first}, exit code 0)" in master.output(), 30, message="the old child to go")
+    log = master.output()
+    recycling = log.index(f"recycling: demo#1 (pid {first}) after 2 tasks")
+    replacement_booted = log.index("booted: demo#2 ")
+    retired = log.index(f"retiring: demo#1 (pid {first}, replaced)")
+    assert recycling < replacement_booted < retired  # capacity never dipped
+    assert "crashed:" not in log
+    [(second, _)] = wait_counts(master.pid, {"demo": 1})["demo"].items()
+    assert second != first
+    demo_decided(client, "Recycle", "r3")  # the replacement serves
+
+
+@pytest.mark.parametrize("preload", ["true", "false"])
+def test_preload_imports_the_modules_once_in_the_master(caravand, endpoint, client, tmp_path, preload):
+    """With preload the master imports the pool's modules before fork; without it, each child does."""
+    probe = tmp_path / "imported-by"
+    pool = pool_section("probe", domain="Preload", task_list="default", modules="import_probe", processes=2)
+    ini = write_ini(tmp_path / "caravan.ini", endpoint, pool, preload=preload)
+    master = caravand(ini, env=master_env(IMPORT_PROBE=str(probe)))
+    booted(master, "probe#1")
+    booted(master, "probe#2")
+    importers = [int(line) for line in probe.read_text().split()]
+    children = set(pool_children(master.pid)["probe"])
+    if preload == "true":
+        assert importers == [master.pid]
+    else:
+        assert set(importers) == children and len(importers) == 2
+    client.start_workflow_execution(domain="Preload", workflowId="p1", workflowType={"name": "Probe", "version": "1.0"})
+    wait_for(lambda: "WorkflowExecutionCompleted" in event_types(client, "Preload", "p1"), 20, message="p1 done")
+    assert "preload:" not in master.output()  # no preload error was logged
+
+
+def test_usr1_reopens_log_files_after_they_were_moved(caravand, endpoint, tmp_path):
+    """logrotate moves the file, then sends USR1: new lines go to a new file at the old path."""
+    log_path = tmp_path / "caravand.log"
+    logging_sections = f"""
+[loggers]
+keys = root
+
+[handlers]
+keys = file
+
+[formatters]
+keys = plain
+
+[logger_root]
+level = INFO
+handlers = file
+
+[handler_file]
+class = FileHandler
+args = ({str(log_path)!r}, "a")
+formatter = plain
+
+[formatter_plain]
+format = %(process)d %(message)s
+"""
+    ini = write_ini(tmp_path / "caravan.ini", endpoint, demo_pool("demo", "Rotate"))
+    ini.write_text(ini.read_text() + logging_sections)
+    master = caravand(ini)
+    wait_for(lambda: log_path.exists() and "booted: demo#1" in log_path.read_text(), 20, message="the log file")
+    rotated = tmp_path / "caravand.log.1"
+    log_path.rename(rotated)
+    master.send(signal.SIGUSR1)
+    wait_for(
+        lambda: log_path.exists() and log_path.read_text().count("reopened log files") == 2,
+        10,
+        message="the master and its child to write to a new file",
+    )
+    master.send(signal.SIGTERM)
+    assert master.wait(timeout=30) == 0
+    assert "stopped: master" in log_path.read_text()
+    assert "stopped: master" not in rotated.read_text()
+    # The child reopened its copy too: its last words are in the new file.
+    assert "stopped: Rotate/default" in log_path.read_text()
+    assert "stopped: Rotate/default" not in rotated.read_text()
