@@ -455,3 +455,40 @@ def test_check_bad_ini(tmp_path, capsys, text, argv_extra, expected):
     assert err.count("\n") == 1
     assert err.startswith(f"caravand: error: {path}: ")
     assert expected in err
+
+
+def test_the_shipped_aws_template_is_valid_once_its_modules_exist(tmp_path, monkeypatch):
+    """etc/caravan.ini loads (pools, [DEFAULT] interpolation) and its logging sections apply."""
+    import logging
+    import pathlib
+
+    package = tmp_path / "myapp"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "workflows.py").write_text(
+        "from caravand import Workflow\n\nclass W(Workflow):\n    name = 'W'\n    version = '1'\n"
+    )
+    (package / "activities.py").write_text(
+        "from caravand import Activity\n\nclass A(Activity):\n    name = 'A'\n    version = '1'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    template = pathlib.Path(__file__).parent.parent / "etc" / "caravan.ini"
+    loaded = config.load(str(template))
+    assert {name: (p.kind, p.domain, p.processes) for name, p in loaded.pools.items()} == {
+        "orders-decider": ("decider", "orders", 2),
+        "orders-activities": ("activity", "orders", 8),
+    }
+    assert loaded.has_logging
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        config.setup_logging(loaded)
+        formatter = root.handlers[0].formatter
+        record = logging.LogRecord("caravand.x", logging.INFO, __file__, 1, "hello", None, None)
+        assert formatter.format(record).endswith("INFO caravand.x: hello")
+    finally:
+        for handler in root.handlers:
+            if handler not in saved[0]:
+                handler.close()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
