@@ -40,7 +40,8 @@ def patch_moto() -> None:
 
     moto 5.2 answers HTTP 500 to a SignalWorkflowExecution without ``input``
     (the seed's own ``caravan-signal -s STOP`` sends none): give it the
-    missing key, as null, in this process only.
+    missing key, as null. It also dates every described execution
+    2015-01-01. Both mended in this process only.
     """
     from moto.swf.responses import SWFResponse
 
@@ -57,6 +58,19 @@ def patch_moto() -> None:
 
     signal_workflow_execution.caravand_patched = True
     SWFResponse.signal_workflow_execution = signal_workflow_execution
+
+    # It also describes every execution as started on 2015-01-01: give the real time.
+    from moto.swf.models.workflow_execution import WorkflowExecution
+
+    medium = WorkflowExecution.to_medium_dict
+
+    def to_medium_dict(self):
+        described = medium(self)
+        if self.start_timestamp:
+            described["startTimestamp"] = self.start_timestamp
+        return described
+
+    WorkflowExecution.to_medium_dict = to_medium_dict
 
 
 def _make_server(port: int):

@@ -110,3 +110,29 @@ def test_stop_escalates_to_sigkill(embedded, monkeypatch):
     monkeypatch.setattr(embedded.process, "terminate", lambda: None)  # as if SIGTERM were ignored
     assert embedded.stop(timeout=0.2) == -9
     wait_for(lambda: pid_gone(pid), timeout=5, message=f"pid {pid} to be gone")
+
+
+def test_mended_emulator_signals_without_input_and_dates_executions_truly(endpoint):
+    """The two moto bugs caravand's embedded endpoint mends, seen over HTTP."""
+    import datetime
+
+    client = boto3.client("swf", endpoint_url=endpoint.url, region_name="us-east-1")
+    client.register_domain(name="Mend", workflowExecutionRetentionPeriodInDays="1")
+    client.register_workflow_type(
+        domain="Mend",
+        name="W",
+        version="1",
+        defaultTaskList={"name": "t"},
+        defaultTaskStartToCloseTimeout="10",
+        defaultExecutionStartToCloseTimeout="60",
+        defaultChildPolicy="TERMINATE",
+    )
+    run_id = client.start_workflow_execution(domain="Mend", workflowId="m", workflowType={"name": "W", "version": "1"})[
+        "runId"
+    ]
+    client.signal_workflow_execution(domain="Mend", workflowId="m", signalName="STOP")  # no input: no HTTP 500
+    described = client.describe_workflow_execution(domain="Mend", execution={"workflowId": "m", "runId": run_id})
+    started = described["executionInfo"]["startTimestamp"]
+    assert abs((datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()) < 300
+    events = client.get_workflow_execution_history(domain="Mend", execution={"workflowId": "m", "runId": run_id})
+    assert [e["eventType"] for e in events["events"]].count("WorkflowExecutionSignaled") == 1
