@@ -150,6 +150,11 @@ class Activity:
     the type is registered), and write ``run()``. A subclass without a
     ``name`` is an abstract base, never registered or dispatched to.
 
+    ``default_task_start_to_close_timeout`` is also the deadline caravand's
+    master holds ``run()`` to (SWF does not tell the worker the value a
+    decider scheduled): a longer one chosen at scheduling time needs a
+    longer default here, or ``"NONE"``.
+
     Example::
 
         class Add(Activity):

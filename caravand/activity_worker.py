@@ -51,13 +51,7 @@ class ActivityWorker(Poller):
         registration.register_types(self.client, self.domain, "activity", self.activities.values())
 
     def poll_once(self) -> dict | None:
-        data = swf.call(
-            self.poll_client,
-            "poll_for_activity_task",
-            domain=self.domain,
-            taskList={"name": self.task_list},
-            identity=self.identity,
-        )
+        data = self.long_poll("poll_for_activity_task")
         return data if data.get("taskToken") else None
 
     def handle(self, data: dict) -> None:

@@ -10,17 +10,18 @@ is shorter than PIPE_BUF, so writes from its two threads never interleave):
 - ``DONE <outcome>`` after each task (the master counts them for max_tasks);
 - ``BEAT`` every few seconds from a thread, whatever the main thread does.
 
-Signals: TERM stops after the poll in flight and the task in hand (with a
-deadline, after which a task in hand is failed with ``worker-shutdown`` so
-SWF retries it at once); QUIT stops now if no task is in hand, else after
-it; INT and HUP are the master's business and ignored; USR1 reopens log
-files. The child dies with the master: the kernel sends it SIGUSR2
-(PR_SET_PDEATHSIG) and it stops as on QUIT, within a short deadline.
+Signals: TERM stops after the poll in flight and the task in hand; ALRM,
+which the master sends shortly before its SIGKILL when a stop's deadline
+comes, fails a task still in hand with ``worker-shutdown`` (so SWF retries
+it at once) and exits; QUIT abandons the long poll if no task is in hand,
+else stops after the task; INT and HUP are the master's business and
+ignored; USR1 reopens log files. The child dies with the master: the kernel
+sends it SIGUSR2 (PR_SET_PDEATHSIG; the beat thread's parent check where
+that is missing) and it stops as on QUIT, with its own short deadline.
 """
 
 from __future__ import annotations
 
-import ctypes
 import faulthandler
 import logging
 import os
@@ -31,6 +32,7 @@ import time
 
 import setproctitle
 
+from caravand.pdeath import parent_is, set_parent_death_signal
 from caravand.poller import Hooks, Poller
 from caravand.swf import CaravanError
 
@@ -45,7 +47,6 @@ EXIT_ORPHANED = 4
 BEAT_INTERVAL = 5.0
 #: An orphaned child (or a fast stop) leaves within this many seconds.
 ORPHAN_GRACE = 1.5
-PR_SET_PDEATHSIG = 1
 ORPHAN_SIGNAL = signal.SIGUSR2
 #: The master blocks these around fork; the child unblocks them once its handlers are in.
 HANDLED_SIGNALS = frozenset(
@@ -71,15 +72,12 @@ class FastExit(BaseException):
     """
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Ask the kernel for ORPHAN_SIGNAL when the master dies (Linux); exit if it already has."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, int(ORPHAN_SIGNAL), 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the beat thread's ppid check covers it
-        pass
-    if os.getppid() != parent_pid:  # the master died before prctl took effect
+def die_with_parent(parent_pid: int) -> bool:
+    """Ask for ORPHAN_SIGNAL when the master dies; exit if it already has. True if the kernel will tell us."""
+    armed = set_parent_death_signal(ORPHAN_SIGNAL)
+    if not parent_is(parent_pid):  # the master died before prctl took effect
         os._exit(EXIT_ORPHANED)
+    return armed
 
 
 def format_deadline(deadline: float | None) -> str:
@@ -128,46 +126,55 @@ class Reporter(Hooks):
         self.set_state("idle")
 
     def beat_forever(self, interval: float = BEAT_INTERVAL) -> None:
-        """Run in a daemon thread: BEAT every ``interval`` s; leave if the master is gone."""
+        """Run in a daemon thread: BEAT every ``interval`` s.
+
+        If the master is gone and the kernel could not tell us (no
+        PR_SET_PDEATHSIG), raise the orphan signal ourselves: one way out.
+        """
         while True:
             time.sleep(interval)
-            if os.getppid() != self.parent_pid:
-                os._exit(EXIT_ORPHANED)
+            if not parent_is(self.parent_pid):
+                os.kill(os.getpid(), ORPHAN_SIGNAL)
+                return
             self.send("BEAT")
 
 
 class ChildProcess:
     """The life of one forked child, from fork to ``os._exit``; never returns."""
 
-    def __init__(
-        self, pool, index: int, endpoint, write_fd: int, parent_pid: int, graceful_timeout: float, session=None
-    ):
+    def __init__(self, pool, index: int, endpoint, write_fd: int, parent_pid: int, session=None):
         self.session = session
         self.pool = pool
         self.index = index
         self.endpoint = endpoint
         self.parent_pid = parent_pid
-        self.graceful_timeout = graceful_timeout
         self.title = f"caravand: {pool.kind} {pool.name}#{index} [{pool.domain}/{pool.task_list}]"
         self.reporter = Reporter(write_fd, self.title, parent_pid)
         self.poller = None
         self.stop_requested = False
+        self.fast_exit_raised = False
+        self.orphan_timer_armed = False
 
     def run(self) -> None:
-        code = EXIT_OK
+        code = 1
         try:
-            code = self.main()
-        except FastExit:
-            code = EXIT_OK
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            log.exception("child crashed: %s#%d", self.pool.name, self.index)
-            code = 1
+            try:
+                code = self.main()
+            except FastExit:
+                code = EXIT_OK
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                log.exception("child crashed: %s#%d", self.pool.name, self.index)
+                code = 1
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+            # No handler may run past this point: the way out is os._exit, always.
+            signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
 
     def main(self) -> int:
         die_with_parent(self.parent_pid)
@@ -215,15 +222,20 @@ class ChildProcess:
             self.poller.stop()
 
     def on_term(self, signum, frame) -> None:
-        if not self.stop_requested:
-            signal.setitimer(signal.ITIMER_REAL, max(0.5, self.graceful_timeout - 1.0))
+        # The master owns the deadline: it sends SIGALRM shortly before its SIGKILL.
         self.request_stop()
 
     def on_quit(self, signum, frame) -> None:
+        """QUIT (from the master) or ORPHAN_SIGNAL (the master died): stop now unless a task is in hand."""
         self.request_stop()
-        grace = ORPHAN_GRACE if signum == ORPHAN_SIGNAL else self.graceful_timeout - 1.0
-        signal.setitimer(signal.ITIMER_REAL, max(0.5, grace))
-        if not self.reporter.task_in_hand and self.reporter.state in ("polling", "booting"):
+        if signum == ORPHAN_SIGNAL and not self.orphan_timer_armed:
+            self.orphan_timer_armed = True  # nobody will send SIGALRM now: our own short deadline
+            signal.setitimer(signal.ITIMER_REAL, ORPHAN_GRACE)
+        abortable = self.poller is None or getattr(self.poller, "abortable", False)
+        if abortable and not self.fast_exit_raised:
+            # Only while booting or inside the long poll itself, before any task
+            # exists; and only once, so that it cannot strike the way out.
+            self.fast_exit_raised = True
             raise FastExit
 
     def on_usr1(self, signum, frame) -> None:
@@ -259,8 +271,16 @@ def reopen_log_files() -> None:
         if isinstance(handler, logging.FileHandler):
             handler.acquire()
             try:
-                if handler.stream:
-                    handler.stream.close()
-                handler.stream = handler._open()
+                stream = handler._open()
+            except OSError as exc:  # a removed directory must not take the process down
+                log.error("cannot reopen %s: %s (still writing to the old file)", handler.baseFilename, exc)
+                continue
+            finally:
+                handler.release()
+            handler.acquire()
+            try:
+                old, handler.stream = handler.stream, stream
+                if old:
+                    old.close()
             finally:
                 handler.release()

@@ -12,7 +12,9 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import inspect
+import math
 import os
+import re
 from collections.abc import Callable
 
 from paste.deploy.loadwsgi import ConfigLoader
@@ -41,11 +43,25 @@ def parse_port(value: str) -> int:
     return port
 
 
+#: About 11 days: no timeout of ours is longer (and timers overflow on absurd values).
+MAX_SECONDS = 1e6
+
+
 def parse_positive_float(value: str) -> float:
-    number = float(value)
-    if number <= 0:
-        raise ValueError("expected a number of seconds above 0")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("expected a number of seconds") from None
+    if not math.isfinite(number) or not 0 < number <= MAX_SECONDS:
+        raise ValueError(f"expected a number of seconds above 0 and at most {MAX_SECONDS:g}")
     return number
+
+
+def parse_endpoint_url(value: str) -> str:
+    value = value.strip()
+    if value and value != EMBEDDED and not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError("expected empty (boto3's chain), 'embedded', or an http(s):// URL")
+    return value
 
 
 def parse_bind(value: str) -> str:
@@ -73,7 +89,7 @@ class Setting:
 MASTER_SETTINGS = (
     Setting(
         "endpoint_url",
-        parse_text,
+        parse_endpoint_url,
         "",
         "SWF endpoint URL; empty: boto3's chain (AWS_ENDPOINT_URL_SWF); "
         "'embedded': run the local emulator on 127.0.0.1:embedded_port",
@@ -392,8 +408,10 @@ def parse_pool(path: str, loader: ConfigLoader, section: str, overrides: dict) -
         made = factory(dict(parser.defaults()), **options)
     except ConfigError as exc:
         raise ConfigError(f"{path}: [{section}] {exc}") from None
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{path}: [{section}] {' '.join(str(exc).split())}") from None
+    except Exception as exc:  # a factory of one's own may raise anything
+        raise ConfigError(
+            f"{path}: [{section}] use: {use}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        ) from None
     if not callable(getattr(made, "make_poller", None)):
         raise ConfigError(f"{path}: [{section}] use: {use} made {made!r}, which has no make_poller()")
     return PoolSpec(

@@ -50,18 +50,8 @@ class Decider(Poller):
 
     # -- polling
 
-    def _poll(self, **extra) -> dict:
-        return swf.call(
-            self.poll_client,
-            "poll_for_decision_task",
-            domain=self.domain,
-            taskList={"name": self.task_list},
-            identity=self.identity,
-            **extra,
-        )
-
     def poll_once(self) -> dict | None:
-        data = self._poll()
+        data = self.long_poll("poll_for_decision_task")
         if not data.get("taskToken"):
             return None
         data["events"] = list(data.get("events", []))
@@ -87,7 +77,14 @@ class Decider(Poller):
         for attempt in range(1, PAGE_ATTEMPTS + 1):
             try:
                 # Unlike the first call, a call with a page token answers at once.
-                return self._poll(nextPageToken=token)
+                return swf.call(
+                    self.poll_client,
+                    "poll_for_decision_task",
+                    domain=self.domain,
+                    taskList={"name": self.task_list},
+                    identity=self.identity,
+                    nextPageToken=token,
+                )
             except swf.CaravanError as exc:
                 delay = backoff.next_delay()
                 log.warning("history page failed (attempt %d/%d): %s", attempt, PAGE_ATTEMPTS, exc)

@@ -28,6 +28,7 @@ import time
 import urllib.error
 import urllib.request
 
+from caravand.pdeath import parent_is, set_parent_death_signal
 from caravand.swf import ConfigError, UsageError
 
 HOST = "127.0.0.1"
@@ -162,7 +163,7 @@ class EmbeddedEndpoint:
 
     def start(self, timeout: float = 30.0) -> str:
         """Start the server and return its URL once it answers."""
-        command = [self.python, "-m", "caravand.embedded", "--port", str(self.port)]
+        command = [self.python, "-m", "caravand.embedded", "--port", str(self.port), "--parent", str(os.getpid())]
         if self.verbose:
             command.append("--verbose")
         self.process = subprocess.Popen(
@@ -171,6 +172,8 @@ class EmbeddedEndpoint:
             stdout=subprocess.PIPE,
             stderr=None if self.verbose else subprocess.DEVNULL,
             text=True,
+            # Its own session: a Ctrl-C in the terminal is for the master, which stops it last.
+            start_new_session=True,
         )
         # The child prints its URL only once its socket listens; a child that
         # dies first (port taken, moto missing) closes stdout instead.
@@ -232,7 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    parser.add_argument("--parent", type=int, help="stop when this process (our parent) dies")
     args = parser.parse_args(argv)
+    if args.parent:
+        # A master killed with SIGKILL must not leave the endpoint holding its port.
+        set_parent_death_signal(signal.SIGTERM)
+        if not parent_is(args.parent):
+            return 0
 
     def announce(url: str) -> None:
         print(READY_PREFIX + url, flush=True)

@@ -18,7 +18,7 @@ from caravand.config import Config, load, setup_logging, split_overrides
 from caravand.ctl import Parser
 from caravand.output import table
 from caravand.pidfile import PidFile
-from caravand.swf import CaravanError, UsageError
+from caravand.swf import CaravanError, ConfigError, UsageError
 
 log = logging.getLogger("caravand")
 
@@ -71,20 +71,16 @@ def main(argv: list[str] | None = None) -> int:
         print_pools(config)
         return 0
     pidfile = args.pidfile or config.master.pidfile or None
+    if pidfile:  # the daemon changes directory: a relative path would name another file
+        pidfile = os.path.abspath(pidfile)
     try:
         if args.daemon:
             if under_systemd():
                 raise UsageError("--daemon is refused under systemd: run in the foreground (Type=notify)")
             if not pidfile:
                 raise UsageError("--daemon needs a pidfile: --pidfile PATH, or pidfile in [caravand]")
-        if config.has_logging:
-            setup_logging(config)
-        else:
-            logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
-            for noisy in ("botocore", "boto3", "urllib3"):
-                logging.getLogger(noisy).setLevel(logging.WARNING)
-        if args.daemon:
             return run_daemon(config, pidfile, args.log_file or config.master.log_file or f"{pidfile}.log")
+        setup_logs(config)
         lock = PidFile(pidfile) if pidfile else None
         if lock:
             lock.acquire()
@@ -98,6 +94,16 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+def setup_logs(config: Config) -> None:
+    """The ini's logging sections, as pserve applies them; else INFO lines on stderr."""
+    if config.has_logging:
+        setup_logging(config)
+        return
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    for noisy in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def run_master(config: Config, lock: PidFile | None) -> int:
@@ -117,7 +123,10 @@ def run_daemon(config: Config, pidfile: str, log_file: str) -> int:
     # Fail in the foreground, where the user sees it, if another master runs.
     lock.acquire()
     lock.release()
-    output = open(log_file, "a", buffering=1)  # noqa: SIM115 - lives as long as the daemon
+    try:
+        output = open(log_file, "a", buffering=1)  # noqa: SIM115 - lives as long as the daemon
+    except OSError as exc:
+        raise ConfigError(f"--log-file {log_file}: {exc.strerror}") from None
     context = daemon.DaemonContext(
         pidfile=lock,
         umask=0o027,
@@ -128,10 +137,9 @@ def run_daemon(config: Config, pidfile: str, log_file: str) -> int:
         signal_map={},  # the master installs its own handlers
     )
     with context:
-        # Logging handlers built before detaching point at the old stderr.
-        for handler in logging.root.handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-                handler.setStream(sys.stderr)
+        # Logging is set up here, not before: DaemonContext closes every
+        # descriptor it was not told to keep, log files included.
+        setup_logs(config)
         return run_master(config, lock)
 
 

@@ -41,6 +41,8 @@ SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "CHLD")
 TICK = 1.0
 #: How often each child's resident memory is read, when the pool has max_rss_mb.
 RSS_INTERVAL = 10.0
+#: SIGALRM comes this long before a stop's SIGKILL (see Master.set_stop_deadline).
+ALARM_MARGIN = 1.0
 
 
 class System:
@@ -79,7 +81,9 @@ class Child:
     max_tasks: int = 0
     retiring: bool = False  # asked to go: its exit is expected
     recycling: bool = False  # wants a replacement before it is retired
-    stop_deadline: float | None = None
+    stop_deadline: float | None = None  # SIGKILL then, if it has not left
+    alarm_at: float | None = None  # SIGALRM then: fail the task in hand and go
+    alarmed: bool = False
     kill_stage: str | None = None  # "abort" after SIGABRT, "kill" after SIGKILL
     kill_at: float | None = None
     next_rss_check: float = 0.0
@@ -95,6 +99,8 @@ class Child:
             return self.kill_at
         spec = self.pool.spec
         times = [self.last_seen + spec.beat_timeout]
+        if self.alarm_at is not None and not self.alarmed:
+            times.append(self.alarm_at)
         if self.state == "booting":
             times.append(self.started_at + spec.boot_timeout)
         if self.deadline is not None:
@@ -176,8 +182,8 @@ class Master:
 
     def run(self) -> int:
         """Start, loop until stopped, clean up; returns the exit code."""
-        self.start()
         try:
+            self.start()  # inside: what it started (the embedded endpoint) is stopped whatever fails
             self.manage_pools(self.now())  # spawn at once, not after a first tick
             while not self.done:
                 self.loop_once()
@@ -231,8 +237,6 @@ class Master:
         wakes += [p.health.next_check() or now + TICK for p in self.pools.values()]
         # A child's deadline passing must be seen then, not at the next tick.
         wakes += [c.next_check() for c in self.children.values() if c.kill_stage != "kill"]
-        if self.stop_deadline is not None:
-            wakes.append(self.stop_deadline)
         if self.notifier.watchdog_interval:
             wakes.append(self.next_watchdog)
         return max(0.0, min(wakes) - now)
@@ -320,15 +324,10 @@ class Master:
         if pid == 0:  # the child: never returns
             os.close(read_end)
             self.close_in_child()
-            ChildProcess(
-                pool.spec,
-                index,
-                self.endpoint,
-                write_end,
-                self.pid,
-                self.config.master.graceful_timeout,
-                session=self.session,
-            ).run()
+            try:
+                ChildProcess(pool.spec, index, self.endpoint, write_end, self.pid, session=self.session).run()
+            finally:
+                os._exit(1)  # run() never returns; should anything escape it, the master's code must not go on
         os.close(write_end)
         os.set_blocking(read_end, False)
         now = self.now()
@@ -461,9 +460,18 @@ class Master:
         if child.retiring:
             return
         child.retiring = True
-        child.stop_deadline = self.now() + self.config.master.graceful_timeout
+        self.set_stop_deadline(child, self.now() + self.config.master.graceful_timeout)
         log.info("retiring: %s (pid %d, %s)", child.label, child.pid, why)
         self.signal_child(child, signum)
+
+    def set_stop_deadline(self, child: Child, deadline: float) -> None:
+        """SIGKILL at ``deadline``; SIGALRM shortly before, so a task still in hand is failed, not lost.
+
+        One clock for both, the master's: a reload or a second signal cannot
+        leave a child's own timer behind its SIGKILL.
+        """
+        margin = min(ALARM_MARGIN, self.config.master.graceful_timeout / 2)
+        child.stop_deadline, child.alarm_at = deadline, deadline - margin
 
     def watch_children(self, now: float) -> None:
         for child in list(self.children.values()):
@@ -474,12 +482,16 @@ class Master:
                 continue
             if child.kill_stage is not None:
                 continue
-            if child.retiring and child.stop_deadline is not None and now >= child.stop_deadline:
-                log.error("killing: %s (pid %d): still running %g s after SIGTERM", child.label, child.pid,
-                          self.config.master.graceful_timeout)  # fmt: skip
-                self.signal_child(child, signal.SIGKILL)
-                child.kill_stage = "kill"
-                continue
+            if child.retiring and child.stop_deadline is not None:
+                if now >= child.stop_deadline:
+                    log.error("killing: %s (pid %d): still running at its stop deadline", child.label, child.pid)
+                    self.signal_child(child, signal.SIGKILL)
+                    child.kill_stage = "kill"
+                    continue
+                if not child.alarmed and now >= child.alarm_at:
+                    log.warning("deadline: %s (pid %d): SIGALRM, a task in hand is failed", child.label, child.pid)
+                    self.signal_child(child, signal.SIGALRM)
+                    child.alarmed = True
             reason = child.overdue(now)
             if reason is not None:
                 log.error("hung: %s (pid %d) %s: SIGABRT (its stack follows in its output)", child.label, child.pid,
@@ -535,6 +547,12 @@ class Master:
         for child in list(pool.children.values()):
             self.retire(child, why)
 
+    def drain_replaced(self, pool: Pool) -> None:
+        """An older generation that waited for ``pool`` to boot goes now: ``pool`` is superseded too."""
+        if pool.replaces is not None:
+            self.drain(pool.replaces, f"superseded by a newer {pool.name}")
+            pool.replaces = None
+
     # -- stop and reload
 
     def begin_stop(self, mode: str) -> None:
@@ -555,21 +573,14 @@ class Master:
             pool.health.stop()
         for child in list(self.children.values()):
             child.retiring = True
-            child.stop_deadline = self.stop_deadline
+            self.set_stop_deadline(child, self.stop_deadline)
             self.signal_child(child, signum)
 
     def check_stop(self, now: float) -> None:
         if not self.stopping:
             return
-        if not self.children:
+        if not self.children:  # each child's own stop deadline (watch_children) sees to the rest
             self.done = True
-            return
-        if self.stop_deadline is not None and now >= self.stop_deadline:
-            for child in self.children.values():
-                if child.kill_stage != "kill":
-                    log.error("killing: %s (pid %d): graceful_timeout passed", child.label, child.pid)
-                    self.signal_child(child, signal.SIGKILL)
-                    child.kill_stage = "kill"
 
     def reload(self) -> None:
         """Read the ini again; apply it if valid, else keep running as before."""
@@ -582,8 +593,9 @@ class Master:
             ):
                 raise swf.ConfigError(f"{new.path}: [caravand] endpoint settings changed: restart caravand to apply")
             setup_logging(new)
-        except swf.CaravanError as exc:
-            log.error("reload refused: %s (the running configuration stays)", exc)
+        except Exception as exc:  # a factory of one's own may raise anything: never the master's end
+            detail = exc if isinstance(exc, swf.CaravanError) else f"{type(exc).__name__}: {exc}"
+            log.error("reload refused: %s (the running configuration stays)", detail)
             self.notifier.notify("READY=1", "STATUS=reload refused; running as before")
             return
         if self.stopping:
@@ -600,6 +612,7 @@ class Master:
             else:
                 fresh = Pool(spec, self.now, self.rng)
                 if pool is not None:
+                    self.drain_replaced(pool)
                     fresh.replaces = pool  # drained once the new one is up
                     log.info("replacing: %s (new settings; new children first)", name)
                     self.draining.append(pool)
@@ -609,6 +622,7 @@ class Master:
                     log.info("added: %s", name)
                 self.pools[name] = fresh
         for pool in old_pools.values():
+            self.drain_replaced(pool)
             self.drain(pool, "removed from the ini")
         if new.master.register_domains:
             self.register_domains()
@@ -621,10 +635,16 @@ class Master:
             return
         status = self.status_line()
         fields = []
-        if not self.ready_sent and not self.stopping and all(len(p.booted()) >= p.target for p in self.pools.values()):
+        # A FATAL pool counts as settled: one broken pool must not fail the whole service.
+        settled = [len(p.booted()) >= p.target or p.health.state is PoolState.FATAL for p in self.pools.values()]
+        if not self.ready_sent and not self.stopping and all(settled):
             self.ready_sent = True
             fields.append("READY=1")
-            log.info("ready: every pool has its children booted")
+            fatal = [p.name for p in self.pools.values() if p.health.state is PoolState.FATAL]
+            if fatal:
+                log.warning("ready: every pool booted but %s, which gave up", ", ".join(fatal))
+            else:
+                log.info("ready: every pool has its children booted")
         if status != self.last_status:
             self.last_status = status
             fields.append(f"STATUS={status}")
@@ -654,7 +674,12 @@ class Master:
         if self.stopping:
             return
         log.error("embedded SWF endpoint died (%s): restarting it; its state is lost", describe_status(status))
-        self.embedded.start()
+        try:
+            self.embedded.start()
+        except swf.CaravanError as exc:
+            # Children back off on their own errors meanwhile; a crash of its own restarts it again.
+            log.error("embedded SWF endpoint: %s", exc)
+            return
         if self.config.master.register_domains:
             self.register_domains()
         for child in list(self.children.values()):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from caravand.swf import CaravanError
+from caravand.swf import CaravanError, ConfigError
 
 
 class AlreadyRunning(CaravanError):
@@ -30,8 +30,11 @@ class PidFile:
 
     def acquire(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.makedirs(directory, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"pidfile {self.path}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

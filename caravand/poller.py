@@ -142,6 +142,9 @@ class Poller:
         self._sleep = sleep or self._wake.wait
         self.client = None
         self.poll_client = None
+        #: True only inside the long poll itself, where nothing is in hand yet:
+        #: the one place a fast stop may abandon (see caravand.child).
+        self.abortable = False
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.domain}/{self.task_list}>"
@@ -207,6 +210,21 @@ class Poller:
 
     def poll_once(self) -> dict | None:
         raise NotImplementedError
+
+    def long_poll(self, method: str, **params) -> dict:
+        """The poll SWF may hold for 60 s; ``abortable`` while it waits, not after."""
+        self.abortable = True
+        try:
+            return swf.call(
+                self.poll_client,
+                method,
+                domain=self.domain,
+                taskList={"name": self.task_list},
+                identity=self.identity,
+                **params,
+            )
+        finally:
+            self.abortable = False
 
     def handle(self, data: dict) -> None:
         raise NotImplementedError

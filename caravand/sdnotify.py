@@ -33,7 +33,8 @@ class Notifier:
         watchdog_pid = environ.get("WATCHDOG_PID")
         mine = watchdog_pid is None or watchdog_pid == str(os.getpid())
         #: Seconds between WATCHDOG=1 pings (half systemd's timeout), or None.
-        self.watchdog_interval = int(usec) / 2e6 if usec and usec.isdigit() and mine else None
+        # Without a socket nobody listens: no watchdog, and no loop waking for it.
+        self.watchdog_interval = int(usec) / 2e6 if self.socket and usec and usec.isdigit() and mine else None
 
     @property
     def enabled(self) -> bool:

@@ -918,3 +918,63 @@ format = %(process)d %(message)s
     # The child reopened its copy too: its last words are in the new file.
     assert "stopped: Rotate/default" in log_path.read_text()
     assert "stopped: Rotate/default" not in rotated.read_text()
+
+
+def test_daemon_logs_to_the_inis_log_file_not_into_the_pidfile(endpoint, tmp_path):
+    """Logging is set up after detaching: DaemonContext closes the descriptors it was not told to keep."""
+    app_log = tmp_path / "app.log"
+    ini = daemon_ini(tmp_path, endpoint)
+    ini.write_text(
+        ini.read_text()
+        + f"""
+[loggers]
+keys = root
+
+[handlers]
+keys = file
+
+[formatters]
+keys = plain
+
+[logger_root]
+level = INFO
+handlers = file
+
+[handler_file]
+class = FileHandler
+args = ({str(app_log)!r}, "a")
+formatter = plain
+
+[formatter_plain]
+format = %(process)d %(message)s
+"""
+    )
+    pidfile, log = tmp_path / "p.pid", tmp_path / "d.log"
+    try:
+        assert run_daemon(ini, pidfile, log).returncode == 0
+        pid = wait_for(lambda: read_pid(pidfile), 10, message="the daemon's pid")
+        wait_for(lambda: app_log.exists() and "booted: demo#1 " in app_log.read_text(), 20, message="app.log")
+        assert pidfile.read_text() == f"{pid}\n"  # the pid, and nothing else
+        assert "Logging error" not in log.read_text()
+    finally:
+        stop_daemons(ini, pidfile)
+
+
+def test_the_embedded_endpoint_dies_with_a_sigkilled_master(caravand, tmp_path):
+    """A master killed outright must not leave its local endpoint holding the port for the next start."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ini = tmp_path / "caravan.ini"
+    ini.write_text(
+        f"[caravand]\nendpoint_url = embedded\nembedded_port = {port}\nregister_domains = true\n\n"
+        + demo_pool("demo", "Orphan")
+    )
+    master = caravand(ini)
+    booted(master, "demo#1")
+    endpoints = [pid for pid, title in children_of(master.pid).items() if "caravand.embedded" in title]
+    assert len(endpoints) == 1
+    master.send(signal.SIGKILL)
+    wait_gone(endpoints, 5, "the embedded endpoint to follow its master")
+    again = caravand(ini)  # the port is free: a new start works at once
+    booted(again, "demo#1")

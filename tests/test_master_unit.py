@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import pathlib
 import selectors
 import signal
 
@@ -575,12 +576,18 @@ def test_retired_child_is_killed_after_graceful_timeout(master, spawned, system,
     master.retire(child, "test")
     for c in spawned:  # it beats while it finishes its task
         c.last_seen = clock() + 49
-    clock.advance(49.9)
+    clock.advance(48.9)
     master.watch_children(clock())
     assert system.killed == [(child.pid, signal.SIGTERM)]
+    clock.advance(0.1)  # one second before the deadline: fail the task in hand now
+    master.watch_children(clock())
+    assert system.killed == [(child.pid, signal.SIGTERM), (child.pid, signal.SIGALRM)]
+    clock.advance(0.9)
+    master.watch_children(clock())
+    assert system.killed[-1] == (child.pid, signal.SIGALRM)  # once, and no SIGKILL yet
     clock.advance(0.1)
     master.watch_children(clock())
-    assert system.killed == [(child.pid, signal.SIGTERM), (child.pid, signal.SIGKILL)]
+    assert system.killed == [(child.pid, signal.SIGTERM), (child.pid, signal.SIGALRM), (child.pid, signal.SIGKILL)]
 
 
 def test_signal_to_a_vanished_child_is_ignored(master, spawned, system, clock):
@@ -604,8 +611,12 @@ def test_graceful_stop_spawns_nothing_and_counts_no_crash(master, spawned, syste
     master.check_stop(clock())
     assert len(spawned) == 2 and not master.done
     clock.advance(50)  # graceful_timeout
+    for child in master.children.values():  # it beat until the end
+        child.last_seen = clock()
+    master.watch_children(clock())
     master.check_stop(clock())
     assert system.killed[-1] == (spawned[1].pid, signal.SIGKILL)
+    assert not master.done
     system.exits.append((spawned[1].pid, signal.SIGKILL))
     master.reap()
     master.check_stop(clock())
@@ -685,3 +696,65 @@ def test_a_failed_fork_backs_the_pool_off_instead_of_stopping_the_master(master,
         assert master.children == {}
     finally:
         master.selector.close()
+
+
+def test_a_second_reload_before_the_replacement_booted_still_retires_the_oldest_children(
+    tmp_path, system, spawned, clock
+):
+    """HUP, HUP: generation 1 must not be forgotten while generation 2 never booted."""
+    cfg = write_config(tmp_path)
+    master = make_master(cfg, system)
+    master.manage_pools(clock())
+    boot_all(master)
+    first = list(spawned)
+    path = pathlib.Path(cfg.path)
+    path.write_text(
+        path.read_text().replace("modules = caravand.examples.demo", "modules = caravand.examples.greeting")
+    )
+    master.reload()  # generation 2 spawns; generation 1 waits for it to boot
+    master.manage_pools(clock())
+    second = [c for c in spawned if c not in first]
+    assert len(second) == 2 and all(not c.retiring for c in first)
+    path.write_text(path.read_text().replace("caravand.examples.greeting", "caravand.examples.demo"))
+    master.reload()  # before generation 2 booted
+    assert all(c.retiring for c in first), "the first generation was left running"
+    assert all(c.retiring for c in second) is False  # generation 2 waits for generation 3 to boot
+    master.manage_pools(clock())
+    boot_all(master)
+    master.manage_pools(clock())
+    assert all(c.retiring for c in second)
+
+
+def test_ready_comes_even_when_a_pool_gave_up(tmp_path, system, spawned, clock):
+    """A FATAL pool counts as settled: one broken pool must not keep systemd waiting for READY."""
+    notifier = FakeNotifier()
+    master = make_master(write_config(tmp_path, names=("good", "bad")), system, notifier)
+    master.manage_pools(clock())
+    for child in [c for c in spawned if c.pool.name == "good"]:
+        master.child_said(child, ["BOOTED"], clock())
+    bad = master.pools["bad"]
+    for _ in range(bad.spec.max_restarts + 1):
+        bad.health.child_exited(crashed=True, uptime=0.0)
+        bad.health.retry_at = 0.0
+    assert bad.health.state is PoolState.FATAL
+    master.tell_systemd(clock())
+    assert any("READY=1" in fields for fields in notifier.sent)
+
+
+def test_fast_exit_only_inside_the_long_poll_and_only_once(tmp_path):
+    """QUIT abandons a poll in flight, never a task just received, and never the way out."""
+    from types import SimpleNamespace
+
+    from caravand.child import ChildProcess, FastExit
+
+    spec = SimpleNamespace(kind="decider", name="p", domain="D", task_list="t")
+    fd = os.open(os.devnull, os.O_WRONLY)
+    child = ChildProcess(spec, 1, None, fd, os.getppid())
+    child.poller = SimpleNamespace(abortable=False, stop=lambda: None)
+    child.on_quit(signal.SIGQUIT, None)  # a task may be in hand: no exception, a stop
+    assert child.stop_requested
+    child.poller.abortable = True
+    with pytest.raises(FastExit):
+        child.on_quit(signal.SIGQUIT, None)
+    child.on_quit(signal.SIGQUIT, None)  # a second QUIT during the way out raises nothing
+    os.close(fd)

@@ -492,3 +492,40 @@ def test_the_shipped_aws_template_is_valid_once_its_modules_exist(tmp_path, monk
                 handler.close()
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e400", "1e12", "-1"])
+def test_seconds_must_be_finite_and_bounded(tmp_path, value):
+    """nan or inf would be accepted by float(); a huge value overflows the child's timers."""
+    path = write_ini(tmp_path, MASTER.replace("[caravand]", f"[caravand]\ngraceful_timeout = {value}") + DECIDER)
+    assert "[caravand] graceful_timeout" in config_error(path)
+    path = write_ini(tmp_path, MASTER + DECIDER + f"heartbeat_grace = {value}\n")
+    assert "[pool:demo-decider] heartbeat_grace" in config_error(path)
+
+
+@pytest.mark.parametrize("value", ["embeded", "127.0.0.1:4599", "ftp://x"])
+def test_endpoint_url_must_be_embedded_or_a_url(tmp_path, value):
+    path = write_ini(tmp_path, MASTER.replace("[caravand]", f"[caravand]\nendpoint_url = {value}") + DECIDER)
+    message = config_error(path)
+    assert "[caravand] endpoint_url" in message and "'embedded'" in message
+
+
+def test_a_factory_raising_anything_is_a_one_line_config_error(tmp_path, monkeypatch):
+    (tmp_path / "odd_factory.py").write_text(
+        "def factory(global_conf, **keys):\n    raise LookupError('no such queue backend')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = write_ini(
+        tmp_path,
+        MASTER + "[pool:odd]\nuse = call:odd_factory:factory\ndomain = D\ntask_list = t\n",
+    )
+    message = config_error(path)
+    assert "[pool:odd] use" in message and "LookupError: no such queue backend" in message
+
+
+def test_an_unusable_pidfile_path_is_a_config_error(tmp_path):
+    from caravand.pidfile import PidFile
+
+    with pytest.raises(ConfigError) as info:
+        PidFile(os.devnull + "/caravand.pid").acquire()
+    assert info.value.exit_code == 78 and "pidfile /dev/null/caravand.pid" in str(info.value)

@@ -88,5 +88,17 @@ def test_a_missing_socket_is_a_warning_not_an_error(tmp_path, caplog):
         ({}, None),
     ],
 )
-def test_watchdog_interval_is_half_the_timeout(environ, interval):
-    assert Notifier(environ).watchdog_interval == interval
+def test_watchdog_interval_is_half_the_timeout(environ, interval, tmp_path):
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify.sock"))
+    try:
+        notifier = Notifier({**environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
+        assert notifier.watchdog_interval == interval
+        notifier.close()
+    finally:
+        listener.close()
+
+
+def test_no_watchdog_without_a_notify_socket():
+    """WATCHDOG_USEC alone (no NOTIFY_SOCKET): nobody to ping, and the master must not wake for it."""
+    assert Notifier({"WATCHDOG_USEC": "30000000"}).watchdog_interval is None
