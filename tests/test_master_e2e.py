@@ -874,10 +874,9 @@ def test_preload_imports_the_modules_once_in_the_master(caravand, endpoint, clie
     assert "preload:" not in master.output()  # no preload error was logged
 
 
-def test_usr1_reopens_log_files_after_they_were_moved(caravand, endpoint, tmp_path):
-    """logrotate moves the file, then sends USR1: new lines go to a new file at the old path."""
-    log_path = tmp_path / "caravand.log"
-    logging_sections = f"""
+def file_logging(path: pathlib.Path) -> str:
+    """The ini's logging sections for INFO lines of every process into the file ``path``."""
+    return f"""
 [loggers]
 keys = root
 
@@ -893,14 +892,19 @@ handlers = file
 
 [handler_file]
 class = FileHandler
-args = ({str(log_path)!r}, "a")
+args = ({str(path)!r}, "a")
 formatter = plain
 
 [formatter_plain]
 format = %(process)d %(message)s
 """
+
+
+def test_usr1_reopens_log_files_after_they_were_moved(caravand, endpoint, tmp_path):
+    """logrotate moves the file, then sends USR1: new lines go to a new file at the old path."""
+    log_path = tmp_path / "caravand.log"
     ini = write_ini(tmp_path / "caravan.ini", endpoint, demo_pool("demo", "Rotate"))
-    ini.write_text(ini.read_text() + logging_sections)
+    ini.write_text(ini.read_text() + file_logging(log_path))
     master = caravand(ini)
     wait_for(lambda: log_path.exists() and "booted: demo#1" in log_path.read_text(), 20, message="the log file")
     rotated = tmp_path / "caravand.log.1"
@@ -924,31 +928,7 @@ def test_daemon_logs_to_the_inis_log_file_not_into_the_pidfile(endpoint, tmp_pat
     """Logging is set up after detaching: DaemonContext closes the descriptors it was not told to keep."""
     app_log = tmp_path / "app.log"
     ini = daemon_ini(tmp_path, endpoint)
-    ini.write_text(
-        ini.read_text()
-        + f"""
-[loggers]
-keys = root
-
-[handlers]
-keys = file
-
-[formatters]
-keys = plain
-
-[logger_root]
-level = INFO
-handlers = file
-
-[handler_file]
-class = FileHandler
-args = ({str(app_log)!r}, "a")
-formatter = plain
-
-[formatter_plain]
-format = %(process)d %(message)s
-"""
-    )
+    ini.write_text(ini.read_text() + file_logging(app_log))
     pidfile, log = tmp_path / "p.pid", tmp_path / "d.log"
     try:
         assert run_daemon(ini, pidfile, log).returncode == 0
