@@ -19,7 +19,8 @@ from collections.abc import Callable
 
 from paste.deploy.loadwsgi import ConfigLoader
 
-from caravand.swf import ConfigError, Endpoint
+from caravand.states import RestartPolicy
+from caravand.swf import ConfigError, Endpoint, flatten
 
 MASTER_SECTION = "caravand"
 EMBEDDED = "embedded"
@@ -147,7 +148,7 @@ def read_ini(path: str) -> ConfigLoader:
         return ConfigLoader(path)
     except configparser.Error as exc:
         # configparser's messages carry the line; keep them on one line.
-        raise ConfigError(f"{path}: malformed ini: {' '.join(str(exc).split())}") from None
+        raise ConfigError(f"{path}: malformed ini: {flatten(exc)}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
 
@@ -188,7 +189,7 @@ def parse_section(path: str, loader: ConfigLoader, section: str, settings, overr
             if parser.has_option(section, setting.name):
                 raw = parser.get(section, setting.name)
         except configparser.Error as exc:
-            raise ConfigError(f"{path}: [{section}] {setting.name}: {' '.join(str(exc).split())}") from None
+            raise ConfigError(f"{path}: [{section}] {setting.name}: {flatten(exc)}") from None
         if overrides and setting.name in overrides:
             raw = overrides[setting.name]
         try:
@@ -292,8 +293,6 @@ class PoolSpec:
             preload()
 
     def restart_policy(self):
-        from caravand.states import RestartPolicy
-
         return RestartPolicy(
             backoff_base=self.backoff_base,
             backoff_cap=self.backoff_cap,
@@ -355,7 +354,7 @@ def _load_factory(path: str, section: str, overrides: dict):
         )
         return context.object
     except Exception as exc:  # PasteDeploy raises LookupError, ImportError, ValueError...
-        raise ConfigError(f"{path}: [{section}] use: {' '.join(str(exc).split())}") from None
+        raise ConfigError(f"{path}: [{section}] use: {flatten(exc)}") from None
 
 
 def parse_pool(path: str, loader: ConfigLoader, section: str, overrides: dict) -> PoolSpec:
@@ -376,7 +375,7 @@ def parse_pool(path: str, loader: ConfigLoader, section: str, overrides: dict) -
         try:
             return parser.get(section, key)
         except configparser.Error as exc:
-            raise ConfigError(f"{path}: [{section}] {key}: {' '.join(str(exc).split())}") from None
+            raise ConfigError(f"{path}: [{section}] {key}: {flatten(exc)}") from None
 
     settings = {s.name: s for s in POOL_SETTINGS}
     values = {}
@@ -409,9 +408,7 @@ def parse_pool(path: str, loader: ConfigLoader, section: str, overrides: dict) -
     except ConfigError as exc:
         raise ConfigError(f"{path}: [{section}] {exc}") from None
     except Exception as exc:  # a factory of one's own may raise anything
-        raise ConfigError(
-            f"{path}: [{section}] use: {use}: {type(exc).__name__}: {' '.join(str(exc).split())}"
-        ) from None
+        raise ConfigError(f"{path}: [{section}] use: {use}: {type(exc).__name__}: {flatten(exc)}") from None
     if not callable(getattr(made, "make_poller", None)):
         raise ConfigError(f"{path}: [{section}] use: {use} made {made!r}, which has no make_poller()")
     return PoolSpec(

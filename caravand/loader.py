@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 
-from caravand.swf import ConfigError
+from caravand.swf import ConfigError, flatten
 
 
 def concrete(cls, base) -> bool:
@@ -30,7 +30,7 @@ def import_module(name: str):
     try:
         return importlib.import_module(name)
     except Exception as exc:  # an import can raise anything; report it, don't crash
-        detail = " ".join(str(exc).split())  # one line, whatever the module raised
+        detail = flatten(exc)  # one line, whatever the module raised
         raise ConfigError(f"cannot import module {name!r}: {type(exc).__name__}: {detail}") from exc
 
 

@@ -17,7 +17,7 @@ from caravand.activity_worker import ActivityWorker
 from caravand.config import parse_bool
 from caravand.decider import ON_ERROR, Decider
 from caravand.loader import load_classes
-from caravand.swf import ConfigError
+from caravand.swf import ConfigError, flatten
 from caravand.workflow import Workflow
 
 
@@ -29,12 +29,17 @@ def split_modules(modules: str) -> list[str]:
         try:
             found = importlib.util.find_spec(name)
         except Exception as exc:  # a parent package that fails at import raises anything
-            raise ConfigError(
-                f"modules: cannot import {name!r}: {type(exc).__name__}: {' '.join(str(exc).split())}"
-            ) from None
+            raise ConfigError(f"modules: cannot import {name!r}: {type(exc).__name__}: {flatten(exc)}") from None
         if found is None:
             raise ConfigError(f"modules: no module named {name!r}")
     return names
+
+
+def register_flag(register: str) -> bool:
+    try:
+        return parse_bool(register)
+    except ValueError as exc:
+        raise ConfigError(f"register = {register!r}: {exc}") from None
 
 
 class ModulesPool:
@@ -72,17 +77,9 @@ def decider(global_conf, modules, on_error="retry", register="true"):
     """``use = egg:caravand#decider``: deciders running the Workflow classes of ``modules``."""
     if on_error not in ON_ERROR:
         raise ConfigError(f"on_error = {on_error!r}: expected one of {', '.join(ON_ERROR)}")
-    try:
-        register_types = parse_bool(register)
-    except ValueError as exc:
-        raise ConfigError(f"register = {register!r}: {exc}") from None
-    return ModulesPool("decider", Decider, Workflow, split_modules(modules), register_types, on_error=on_error)
+    return ModulesPool("decider", Decider, Workflow, split_modules(modules), register_flag(register), on_error=on_error)
 
 
 def activity(global_conf, modules, register="true"):
     """``use = egg:caravand#activity``: activity workers running the Activity classes of ``modules``."""
-    try:
-        register_types = parse_bool(register)
-    except ValueError as exc:
-        raise ConfigError(f"register = {register!r}: {exc}") from None
-    return ModulesPool("activity", ActivityWorker, Activity, split_modules(modules), register_types)
+    return ModulesPool("activity", ActivityWorker, Activity, split_modules(modules), register_flag(register))

@@ -166,7 +166,7 @@ def translate_error(exc: Exception, operation: str) -> CaravanError:
         return ConfigError(f"{operation}: no AWS region: {REGION_HELP}")
     if isinstance(exc, botocore.exceptions.ParamValidationError):
         # botocore's report spans lines; keep the first useful ones on one.
-        detail = " ".join(str(exc).split())
+        detail = flatten(exc)
         return UsageError(f"{operation}: {detail}")
     if isinstance(exc, botocore.exceptions.EndpointConnectionError):
         return SWFError(operation, "EndpointConnectionError", f"cannot reach {exc.kwargs.get('endpoint_url')}")
@@ -177,12 +177,17 @@ def translate_error(exc: Exception, operation: str) -> CaravanError:
     raise TypeError(f"not a botocore error: {exc!r}")
 
 
+def flatten(text) -> str:
+    """``text`` on one line: every run of whitespace, newlines included, becomes one space."""
+    return " ".join(str(text).split())
+
+
 def one_line(text: str, limit: int = 300) -> str:
     """``text`` on one line, markup dropped, cut at ``limit`` characters.
 
     A proxy or an emulator may answer an error with a whole HTML page.
     """
-    text = " ".join(re.sub(r"<[^>]+>", " ", str(text)).split())
+    text = flatten(re.sub(r"<[^>]+>", " ", str(text)))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
