@@ -20,7 +20,7 @@ from collections.abc import Callable
 from paste.deploy.loadwsgi import ConfigLoader
 
 from caravand.states import RestartPolicy
-from caravand.swf import ConfigError, Endpoint, flatten
+from caravand.swf import SWF_POLL_HOLD, ConfigError, Endpoint, flatten
 
 MASTER_SECTION = "caravand"
 EMBEDDED = "embedded"
@@ -55,6 +55,13 @@ def parse_positive_float(value: str) -> float:
         raise ValueError("expected a number of seconds") from None
     if not math.isfinite(number) or not 0 < number <= MAX_SECONDS:
         raise ValueError(f"expected a number of seconds above 0 and at most {MAX_SECONDS:g}")
+    return number
+
+
+def parse_poll_timeout(value: str) -> float:
+    number = parse_positive_float(value)
+    if number > SWF_POLL_HOLD:
+        raise ValueError(f"expected at most {SWF_POLL_HOLD:g} seconds (SWF never holds a poll longer)")
     return number
 
 
@@ -98,6 +105,12 @@ MASTER_SETTINGS = (
     Setting("embedded_port", parse_port, str(DEFAULT_EMBEDDED_PORT), "loopback port of the embedded endpoint"),
     Setting("region", parse_text, "", "AWS region; empty: boto3's chain (AWS_DEFAULT_REGION, ~/.aws/config)"),
     Setting("profile", parse_text, "", "AWS profile of ~/.aws/config; empty: AWS_PROFILE or default"),
+    Setting(
+        "poll_timeout",
+        parse_poll_timeout,
+        "60",
+        "seconds the endpoint may hold an empty poll (SWF: 60); lower only for an endpoint that answers sooner",
+    ),
     Setting("metrics_bind", parse_bind, "127.0.0.1:9469", "HOST:PORT of the Prometheus metrics endpoint"),
     Setting("graceful_timeout", parse_positive_float, "120", "seconds a graceful stop waits for tasks in hand"),
     Setting("pidfile", parse_text, "", "path of the pidfile (daemon mode)"),
@@ -116,6 +129,7 @@ class MasterSpec:
     embedded_port: int
     region: str
     profile: str
+    poll_timeout: float
     metrics_bind: str
     graceful_timeout: float
     pidfile: str
@@ -137,6 +151,7 @@ class MasterSpec:
             region=self.region or None,
             profile=self.profile or None,
             embedded=self.embedded,
+            poll_hold=self.poll_timeout,
         )
 
 

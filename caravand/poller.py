@@ -187,7 +187,7 @@ class Poller:
     def run_once(self) -> bool:
         """One poll, and the task it brought if any; True if there was a task."""
         started = self.clock()
-        self.hooks.poll_started(self, started + swf.POLL_READ_TIMEOUT)
+        self.hooks.poll_started(self, started + self.endpoint.poll_read_timeout)
         try:
             data = self.poll_once()
         except swf.CaravanError as exc:

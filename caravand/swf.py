@@ -29,8 +29,12 @@ import botocore.exceptions
 
 log = logging.getLogger(__name__)
 
-#: SWF holds a poll for up to 60 s; botocore's default read timeout is 60 s.
-POLL_READ_TIMEOUT = 70
+#: SWF holds a poll for up to 60 s (botocore's default read timeout is 60 s, too short).
+SWF_POLL_HOLD = 60.0
+#: A poll's read timeout is the endpoint's hold plus this margin for a slow network.
+POLL_READ_MARGIN = 10.0
+#: The read timeout of a poll on real SWF.
+POLL_READ_TIMEOUT = SWF_POLL_HOLD + POLL_READ_MARGIN
 #: Other calls answer at once; a read that takes this long means trouble.
 CALL_READ_TIMEOUT = 20
 #: With 3 attempts, an unreachable endpoint fails in about 15 s at worst.
@@ -94,12 +98,21 @@ class Endpoint:
 
     ``embedded`` marks the local emulator: it gets a default region and dummy
     credentials so that a fresh machine with no AWS setup can use it.
+    ``poll_hold`` is how long the endpoint may hold an empty poll: 60 s on
+    SWF; an endpoint known to answer sooner (a test's emulator) may say so,
+    and the poll's read timeout and a stop's shortest deadline follow it.
     """
 
     endpoint_url: str | None = None
     region: str | None = None
     profile: str | None = None
     embedded: bool = False
+    poll_hold: float = SWF_POLL_HOLD
+
+    @property
+    def poll_read_timeout(self) -> float:
+        """The read timeout of a poll: the hold and a margin, so that a held poll is never cut."""
+        return self.poll_hold + POLL_READ_MARGIN
 
     def with_overrides(self, **overrides) -> Endpoint:
         """A copy where every override that is not None replaces our value."""
@@ -134,7 +147,7 @@ def make_client(endpoint: Endpoint, *, poll: bool = False, session: boto3.Sessio
     if poll:
         config = botocore.config.Config(
             connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=POLL_READ_TIMEOUT,
+            read_timeout=endpoint.poll_read_timeout,
             retries={"total_max_attempts": 1, "mode": "standard"},
         )
     else:
