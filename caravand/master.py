@@ -432,7 +432,10 @@ class Master:
         crashed = not child.retiring and not self.stopping
         if code == child_module.EXIT_BOOT_FAILED:
             uptime = 0.0  # it never started, however long the attempt took
-        if crashed:
+        if crashed and uptime >= pool.spec.min_uptime:
+            log.error("crashed: %s (pid %d, %s) after %.1f s; replacing it at once", child.label, child.pid, how,
+                      now - child.started_at)  # fmt: skip
+        elif crashed:
             log.error("crashed: %s (pid %d, %s) after %.1f s", child.label, child.pid, how, now - child.started_at)
         else:
             log.info("exited: %s (pid %d, %s)", child.label, child.pid, how)
@@ -528,8 +531,8 @@ class Master:
                 self.retire(child, "scaled down")
             missing = pool.target - len(pool.active())
             for _ in range(missing):
-                if pool.health.may_spawn():
-                    self.spawn(pool)
+                if pool.health.may_spawn() and self.spawn(pool) is not None:
+                    pool.health.spawned()
             if len(pool.booted()) >= pool.target:
                 for child in list(pool.children.values()):
                     if child.recycling and not child.retiring:

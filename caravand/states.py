@@ -7,7 +7,9 @@ things: a child booted, a child exited, time passed.
 
 What counts as a crash: a child that exits without having been asked to (a
 stop, a recycle, a scale-down), or that the master had to kill because it
-overstayed its deadline. Expected exits never move the state.
+overstayed its deadline. Expected exits never move the state, and neither
+does the crash of a child that had been up ``min_uptime``: only failed
+starts lead to backoff and FATAL (supervisord's ``startsecs``).
 """
 
 from __future__ import annotations
@@ -45,9 +47,13 @@ class PoolHealth:
 
     - STARTING -> RUNNING: every wanted child booted and min_uptime passed
       with no crash (``tick``).
-    - STARTING|RUNNING|BACKOFF -> BACKOFF: a child crashed; the next spawn
-      waits an exponential delay with full jitter, zero for a first crash of
-      a child that had been up min_uptime (a one-off is replaced at once).
+    - STARTING|RUNNING|BACKOFF -> BACKOFF: a child failed to start (it died
+      before min_uptime, supervisord's ``startsecs``); the next spawn waits
+      an exponential delay with full jitter.
+    - no edge: a child that had been up min_uptime died. It is replaced at
+      once, whatever the state (but FATAL or STOPPING), and it counts toward
+      neither backoff nor FATAL: eight children that ran for an hour and die
+      together (an OOM kill, an operator) are not a crash loop.
     - BACKOFF -> STARTING: the delay passed (``tick``).
     - any but STOPPING -> FATAL: more than max_restarts crashes within
       restart_window; nothing is spawned.
@@ -67,6 +73,7 @@ class PoolHealth:
         self.consecutive = 0  # crashes since the pool last settled
         self.retry_at = 0.0
         self.restarts = 0  # every crash that led to a respawn, for metrics and status
+        self.replacements = 0  # children that ran and died: spawned at once, backoff or not
         self.transitions: list[tuple[PoolState, PoolState]] = []
 
     def __repr__(self):
@@ -94,7 +101,12 @@ class PoolHealth:
         """True when a missing child of this pool may be spawned now."""
         if self.state in (PoolState.FATAL, PoolState.STOPPING):
             return False
-        return self.clock() >= self.retry_at
+        return self.replacements > 0 or self.clock() >= self.retry_at
+
+    def spawned(self) -> None:
+        """A child was spawned: it used up an immediate replacement, if one was owed."""
+        if self.replacements:
+            self.replacements -= 1
 
     def next_check(self) -> float | None:
         """The clock value at which ``tick`` may change something, if any."""
@@ -112,6 +124,12 @@ class PoolHealth:
             # FATAL: another child of a pool that already gave up; nothing is
             # respawned until fatal_retry, which starts a fresh history anyway.
             return
+        if uptime >= self.policy.min_uptime:
+            # It started and served: its death says nothing about the next
+            # child's start. Replace it now; no state moves.
+            self.restarts += 1
+            self.replacements += 1
+            return
         now = self.clock()
         self.crashes.append(now)
         while self.crashes and self.crashes[0] < now - self.policy.restart_window:
@@ -121,12 +139,8 @@ class PoolHealth:
             self.change_state(PoolState.FATAL)
             return
         self.restarts += 1
-        if self.consecutive == 1 and uptime >= self.policy.min_uptime:
-            delay = 0.0
-        else:
-            ceiling = min(self.policy.backoff_cap, self.policy.backoff_base * 2 ** (self.consecutive - 1))
-            delay = self.rng() * ceiling
-        self.retry_at = now + delay
+        ceiling = min(self.policy.backoff_cap, self.policy.backoff_base * 2 ** (self.consecutive - 1))
+        self.retry_at = now + self.rng() * ceiling
         self.change_state(PoolState.BACKOFF)
 
     def tick(self, *, all_booted_for: float | None) -> None:
@@ -138,6 +152,7 @@ class PoolHealth:
             self.crashes.clear()
             self.consecutive = 0
             self.retry_at = 0.0
+            self.replacements = 0
             self.change_state(PoolState.STARTING)
         elif (
             self.state is PoolState.STARTING and all_booted_for is not None and all_booted_for >= self.policy.min_uptime

@@ -8,6 +8,7 @@ starts a process.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import pathlib
@@ -389,9 +390,29 @@ def test_first_crash_of_a_settled_child_is_replaced_at_once(master, spawned, sys
     assert pool.health.state is PoolState.RUNNING
     system.exits.append((spawned[1].pid, signal.SIGKILL))
     master.reap()
-    assert pool.health.state is PoolState.BACKOFF and pool.health.retry_at == clock()
+    assert pool.health.state is PoolState.RUNNING  # a child that served is not a failed start: no backoff
     master.manage_pools(clock())
     assert len(spawned) == 3 and spawned[2].index == 2
+
+
+def test_correlated_crashes_of_settled_children_are_all_replaced_at_once(tmp_path, system, clock, spawned):
+    """Eight children up an hour, dying together, never put the pool in BACKOFF or FATAL (max_restarts 3)."""
+    cfg = write_config(tmp_path, extra="")
+    cfg.pools["demo"] = dataclasses.replace(cfg.pools["demo"], processes=8)
+    master = make_master(cfg, system)
+    pool = master.pools["demo"]
+    master.manage_pools(clock())
+    boot_all(master)
+    clock.advance(3600)
+    master.manage_pools(clock())
+    assert pool.health.state is PoolState.RUNNING
+    first = list(spawned)
+    system.exits.extend((child.pid, signal.SIGKILL) for child in first)
+    master.reap()
+    master.manage_pools(clock())
+    assert pool.health.state is PoolState.RUNNING
+    assert len(spawned) == 16  # every one replaced in the same pass
+    assert {c.index for c in spawned[8:]} == set(range(1, 9))
 
 
 def test_a_boot_failure_is_never_replaced_at_once(master, spawned, system, clock):
@@ -563,10 +584,11 @@ def test_hung_child_gets_sigabrt_then_sigkill(master, spawned, system, clock):
     assert system.killed == [(child.pid, signal.SIGABRT), (child.pid, signal.SIGKILL)]
     master.watch_children(clock())
     assert len(system.killed) == 2
-    # Killed for overstaying is a crash.
+    # Killed for overstaying is a crash; this child had served (min_uptime), so it is replaced at once.
     system.exits.append((child.pid, signal.SIGKILL))
     master.reap()
-    assert master.pools["demo"].health.state is PoolState.BACKOFF
+    assert master.pools["demo"].health.restarts == 1
+    assert master.pools["demo"].health.may_spawn()
 
 
 def test_retired_child_is_killed_after_graceful_timeout(master, spawned, system, clock):

@@ -87,23 +87,56 @@ def test_running_resets_the_consecutive_crashes(clock):
 # -- crashes and backoff
 
 
-def test_first_crash_of_a_long_lived_child_restarts_at_once(clock):
+def test_crash_of_a_long_lived_child_is_replaced_at_once_and_moves_nothing(clock):
     health = make(clock)
     health.tick(all_booted_for=10.0)
     clock.advance(100)
     health.child_exited(crashed=True, uptime=100.0)
-    assert health.state is PoolState.BACKOFF
-    assert health.retry_at == clock()  # zero delay
+    assert health.state is PoolState.RUNNING  # not a backoff: nothing failed to start
     assert health.may_spawn()
-    assert health.next_check() == clock()
+    health.spawned()
     assert health.restarts == 1
-    health.tick(all_booted_for=None)
-    assert health.state is PoolState.STARTING
-    assert health.transitions == [
-        (PoolState.STARTING, PoolState.RUNNING),
-        (PoolState.RUNNING, PoolState.BACKOFF),
-        (PoolState.BACKOFF, PoolState.STARTING),
-    ]
+    assert list(health.crashes) == []
+    assert health.transitions == [(PoolState.STARTING, PoolState.RUNNING)]
+
+
+def test_correlated_crashes_of_long_lived_children_never_go_fatal(clock):
+    """Eight children that ran an hour, dying together (an OOM kill), are all replaced at once."""
+    health = make(clock)  # max_restarts=3
+    health.tick(all_booted_for=3600.0)
+    for _ in range(8):
+        health.child_exited(crashed=True, uptime=3600.0)
+    assert health.state is PoolState.RUNNING
+    for _ in range(8):
+        assert health.may_spawn()
+        health.spawned()
+    assert health.replacements == 0
+    assert health.restarts == 8
+
+
+def test_operator_kills_a_few_seconds_apart_are_each_replaced_at_once(clock):
+    """Seen: a child killed after 31 s of uptime waited 54 s, as the pool never settled again."""
+    health = make(clock)
+    health.tick(all_booted_for=60.0)
+    for _ in range(3):
+        clock.advance(3)
+        health.child_exited(crashed=True, uptime=31.0)
+        assert health.may_spawn()
+        health.spawned()
+    assert health.state is PoolState.RUNNING
+
+
+def test_a_long_lived_child_is_replaced_at_once_even_during_a_backoff(clock):
+    """The replacement is owed per child: another child's failed start does not delay it."""
+    health = make(clock, rng=lambda: 1.0)
+    health.child_exited(crashed=True, uptime=0.5)  # a failed start: backoff 1 s
+    assert health.state is PoolState.BACKOFF
+    assert not health.may_spawn()
+    health.child_exited(crashed=True, uptime=500.0)
+    assert health.may_spawn()  # one immediate replacement
+    health.spawned()
+    assert not health.may_spawn()  # the failed start still waits its delay
+    assert health.state is PoolState.BACKOFF
 
 
 def test_backoff_blocks_spawns_until_retry_at(clock):
@@ -137,13 +170,6 @@ def test_delays_are_jittered_by_the_rng(clock):
     health = make(clock, policy, rng=lambda: 0.25)
     delays = [crash_and_wait(health, clock) for _ in range(4)]
     assert delays == pytest.approx([0.5, 1.0, 2.0, 4.0])
-
-
-def test_a_long_lived_crash_after_others_still_backs_off(clock):
-    """Only the first crash since the pool settled is free."""
-    health = make(clock, RestartPolicy(max_restarts=100, backoff_base=1.0, backoff_cap=60.0, min_uptime=5.0))
-    assert crash_and_wait(health, clock, uptime=100.0) == 0.0
-    assert crash_and_wait(health, clock, uptime=100.0) == 2.0
 
 
 def test_boot_failures_never_hot_loop(clock):
