@@ -16,8 +16,10 @@ import argparse
 import dataclasses
 import datetime
 import functools
+import ipaddress
 import logging
 import sys
+import urllib.parse
 from collections.abc import Callable
 
 from caravand import __version__, embedded, output, swf
@@ -39,6 +41,17 @@ CHILD_POLICIES = ("TERMINATE", "REQUEST_CANCEL", "ABANDON")
 CLOSE_STATUSES = ("COMPLETED", "FAILED", "CANCELED", "TERMINATED", "CONTINUED_AS_NEW", "TIMED_OUT")
 #: An execution can stay open for a year: look that far back to find one by id.
 MAX_EXECUTION_AGE = datetime.timedelta(days=366)
+
+
+def is_loopback(url: str | None) -> bool:
+    """Whether ``url`` names this machine (127.0.0.0/8, ::1 or localhost)."""
+    host = urllib.parse.urlsplit(url or "").hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Parser(argparse.ArgumentParser):
@@ -125,6 +138,16 @@ class Context:
     @functools.cached_property
     def client(self):
         return swf.make_client(self.endpoint)
+
+    @functools.cached_property
+    def emulator(self) -> bool:
+        """Whether SWF here is moto's emulator, whose list filters misbehave.
+
+        That is the embedded endpoint, or any endpoint on loopback (a moto
+        server of ``caravanctl local-endpoint`` or of the tests), however it
+        was named: ``-c``, ``--endpoint-url`` or ``AWS_ENDPOINT_URL_SWF``.
+        """
+        return self.endpoint.embedded or is_loopback(self.client.meta.endpoint_url)
 
     @property
     def domain(self) -> str:
@@ -387,6 +410,27 @@ def list_arguments(parser):
     )
 
 
+def server_filter(args, *, emulator: bool) -> dict:
+    """The one filter of ``list`` that SWF applies for us (SWF takes at most one).
+
+    The most selective one the endpoint gets right: the emulator fails on a
+    typeFilter without a version and its closeStatusFilter drops the matches,
+    so there those two are left to the client-side pass, which runs anyway.
+    On SWF, leaving them out would page through every execution in the window.
+    """
+    if args.id:
+        return {"executionFilter": {"workflowId": args.id}}
+    if args.name and args.version:
+        return {"typeFilter": {"name": args.name, "version": args.version}}
+    if args.tag:
+        return {"tagFilter": {"tag": args.tag}}
+    if args.name and not emulator:
+        return {"typeFilter": {"name": args.name}}
+    if args.status and not emulator:
+        return {"closeStatusFilter": {"status": args.status}}
+    return {}
+
+
 @command("list", arguments=list_arguments, help="list workflow executions, newest first")
 def list_executions(ctx, args):
     now = datetime.datetime.now(UTC)
@@ -403,20 +447,16 @@ def list_executions(ctx, args):
     if len(chosen) > 1:
         raise UsageError(f"{' and '.join(chosen)} cannot be used together: SWF filters by one of them")
     closed = args.closed or bool(args.status)
-    # Two server-side filters are left to the client-side pass below, where
-    # they are right on both: the emulator fails on a typeFilter without a
-    # version (SWF accepts one), and its closeStatusFilter drops the matches.
     infos = ctx.paginate(
         "list_closed_workflow_executions" if closed else "list_open_workflow_executions",
         "executionInfos",
         domain=ctx.domain,
         startTimeFilter={"oldestDate": oldest, "latestDate": latest},
-        typeFilter={"name": args.name, "version": args.version} if args.name and args.version else None,
-        tagFilter={"tag": args.tag} if args.tag else None,
-        executionFilter={"workflowId": args.id} if args.id else None,
+        **server_filter(args, emulator=ctx.emulator),
     )
 
-    # The emulator ignores most of these filters; real SWF applies them all.
+    # SWF applied the window and that one filter; the emulator ignores most of
+    # them: check them all again (harmless on SWF).
     def wanted(info):
         return (
             oldest <= info["startTimestamp"] <= latest

@@ -2,8 +2,8 @@
 
 moto ignores or breaks most list filters, so the list tests register
 executions of several types, tags and statuses and check that only the right
-ones come out. ``cancel`` is not implemented by moto: it is tested with
-botocore's Stubber.
+ones come out; which filters reach SWF itself is checked with botocore's
+Stubber. ``cancel`` is not implemented by moto: it is tested with the Stubber.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from caravand.timespec import format_time
 
 DOMAIN = "CaravanDemo"
 NOWHERE = "http://127.0.0.1:9"  # nothing listens there; never leaves loopback
+REAL_SWF = "https://swf.us-east-1.amazonaws.com"  # only ever given to a Stubber's client
 
 
 _shared_loader = functools.lru_cache(maxsize=None)(botocore.session.create_loader)
@@ -67,9 +68,15 @@ def assert_fails(result: Result, code: int, *fragments: str, prog: str = "carava
 
 
 @pytest.fixture
-def boto(fast_moto):
-    """In-process moto with the demo domain and a few workflow types; a plain boto3 client."""
+def boto(fast_moto, monkeypatch):
+    """In-process moto with the demo domain and a few workflow types; a plain boto3 client.
+
+    In-process moto answers at SWF's own URL, but it is the emulator all the
+    same: caravanctl must treat it as it treats a moto server on loopback.
+    """
     from moto import mock_aws
+
+    monkeypatch.setattr(ctl.Context, "emulator", True)
 
     with mock_aws():
         client = boto3.client("swf", region_name="us-east-1")
@@ -438,9 +445,9 @@ def test_terminate_bad_input(cli, boto):
     )
 
 
-def stub_client(monkeypatch):
-    """A stubbed SWF client, handed to every Context that builds one."""
-    client = swf.make_client(swf.Endpoint(endpoint_url=NOWHERE, region="us-east-1"))
+def stub_client(monkeypatch, url: str = NOWHERE):
+    """A stubbed SWF client at ``url``, handed to every Context that builds one."""
+    client = swf.make_client(swf.Endpoint(endpoint_url=url, region="us-east-1"))
     stubber = Stubber(client)
 
     def make_client(endpoint, *, poll=False, session=None):
@@ -619,6 +626,133 @@ def test_list_bad_input(cli, boto, argv, fragments):
 def test_list_seed_alias_bad_input(cli, boto):
     assert_fails(cli("-d", DOMAIN, "--oldest", "someday", entry=ctl.seed_list), 2, "is not a time", prog="caravan-list")
     assert_fails(cli("-d", DOMAIN, "-n", "X", "--tag", "Y", entry=ctl.seed_list), 2, prog="caravan-list")
+
+
+# The time window the Stubber expects in every list request, and the flags that ask for it.
+WINDOW = (
+    datetime.datetime(2015, 1, 1, tzinfo=datetime.timezone.utc),
+    datetime.datetime(2015, 1, 2, tzinfo=datetime.timezone.utc),
+)
+WINDOW_ARGV = ("--oldest", "2015-01-01", "--latest", "2015-01-02")
+
+
+def stub_infos() -> list[dict]:
+    """What an endpoint that ignores every filter returns: all kinds, in one window."""
+
+    def info(workflow_id, name, version, status, tags=()):
+        return {
+            "execution": {"workflowId": workflow_id, "runId": f"run-{workflow_id}"},
+            "workflowType": {"name": name, "version": version},
+            "startTimestamp": WINDOW[0] + datetime.timedelta(hours=len(workflow_id)),
+            "executionStatus": "CLOSED",
+            "closeStatus": status,
+            "tagList": list(tags),
+        }
+
+    return [
+        info("d", "Demo", "0.1", "COMPLETED", ["red"]),
+        info("dd", "Demo", "0.2", "TERMINATED"),
+        info("ooo", "Other", "1.0", "TERMINATED", ["red"]),
+    ]
+
+
+def expect_list(stubber, sent: dict, infos: list[dict]) -> None:
+    """Two pages of ListClosedWorkflowExecutions, each asked with exactly ``sent``."""
+    params = {"domain": DOMAIN, "startTimeFilter": {"oldestDate": WINDOW[0], "latestDate": WINDOW[1]}, **sent}
+    stubber.add_response(
+        "list_closed_workflow_executions", {"executionInfos": infos[:1], "nextPageToken": "p2"}, params
+    )
+    stubber.add_response(
+        "list_closed_workflow_executions", {"executionInfos": infos[1:]}, {**params, "nextPageToken": "p2"}
+    )
+
+
+@pytest.mark.parametrize(
+    "argv, sent, expected",
+    [
+        # The two SWF filters that used to be client-side only, paging through every execution.
+        (["--status", "TERMINATED"], {"closeStatusFilter": {"status": "TERMINATED"}}, ["ooo", "dd"]),
+        (["--closed", "-n", "Demo"], {"typeFilter": {"name": "Demo"}}, ["dd", "d"]),
+        (["--closed", "-n", "Demo", "-v", "0.2"], {"typeFilter": {"name": "Demo", "version": "0.2"}}, ["dd"]),
+        (["--closed", "--tag", "red"], {"tagFilter": {"tag": "red"}}, ["ooo", "d"]),
+        (["--closed", "--id", "dd"], {"executionFilter": {"workflowId": "dd"}}, ["dd"]),
+        (["--closed"], {}, ["ooo", "dd", "d"]),
+    ],
+)
+def test_list_sends_its_filter_to_swf(cli, monkeypatch, argv, sent, expected):
+    """On real SWF the filter goes in the request (one at most, as SWF wants) with
+    the time window, on every page; the client-side pass stays (harmless)."""
+    _, stubber = stub_client(monkeypatch, REAL_SWF)
+    expect_list(stubber, sent, stub_infos())
+    with stubber:
+        result = cli("-d", DOMAIN, "list", "--json", *WINDOW_ARGV, *argv)
+    stubber.assert_no_pending_responses()
+    assert result.code == 0, result
+    assert [i["execution"]["workflowId"] for i in json.loads(result.out)] == expected
+
+
+def test_list_sends_a_name_alone_to_swf_for_open_executions(cli, monkeypatch):
+    _, stubber = stub_client(monkeypatch, REAL_SWF)
+    window = {"oldestDate": WINDOW[0], "latestDate": WINDOW[1]}
+    sent = {"domain": DOMAIN, "startTimeFilter": window, "typeFilter": {"name": "Demo"}}
+    stubber.add_response("list_open_workflow_executions", {"executionInfos": []}, sent)
+    with stubber:
+        result = cli("-d", DOMAIN, "list", *WINDOW_ARGV, "-n", "Demo")
+    stubber.assert_no_pending_responses()
+    assert result.code == 0 and result.out.startswith("no open executions"), result
+
+
+@pytest.mark.parametrize("url", [NOWHERE, "http://localhost:4599", "http://[::1]:4599", "http://127.0.0.2:4599/"])
+@pytest.mark.parametrize(
+    "argv, sent, expected",
+    [
+        (["--status", "TERMINATED"], {}, ["ooo", "dd"]),
+        (["--closed", "-n", "Demo"], {}, ["dd", "d"]),
+        (["--closed", "-n", "Demo", "-v", "0.2"], {"typeFilter": {"name": "Demo", "version": "0.2"}}, ["dd"]),
+        (["--closed", "--tag", "red"], {"tagFilter": {"tag": "red"}}, ["ooo", "d"]),
+    ],
+)
+def test_list_on_loopback_filters_on_the_client(cli, monkeypatch, url, argv, sent, expected):
+    """A loopback endpoint is moto's emulator: it fails on a typeFilter without a
+    version and its closeStatusFilter drops the matches, so neither is sent."""
+    _, stubber = stub_client(monkeypatch, url)
+    expect_list(stubber, sent, stub_infos())
+    with stubber:
+        result = cli("-d", DOMAIN, "list", "--json", *WINDOW_ARGV, *argv)
+    stubber.assert_no_pending_responses()
+    assert result.code == 0, result
+    assert [i["execution"]["workflowId"] for i in json.loads(result.out)] == expected
+
+
+def test_list_on_the_embedded_endpoint_filters_on_the_client(cli, monkeypatch, tmp_path):
+    """``endpoint_url = embedded`` is the emulator, whatever URL the client has."""
+    ini = tmp_path / "caravan.ini"
+    ini.write_text("[caravand]\nendpoint_url = embedded\n")
+    _, stubber = stub_client(monkeypatch, REAL_SWF)
+    expect_list(stubber, {}, stub_infos())
+    with stubber:
+        result = cli("-c", str(ini), "-d", DOMAIN, "list", "--json", *WINDOW_ARGV, "--status", "TERMINATED")
+    stubber.assert_no_pending_responses()
+    assert result.code == 0, result
+    assert [i["execution"]["workflowId"] for i in json.loads(result.out)] == ["ooo", "dd"]
+
+
+@pytest.mark.parametrize(
+    "url, loopback",
+    [
+        ("http://127.0.0.1:4599", True),
+        ("http://localhost:4599", True),
+        ("http://LOCALHOST", True),
+        ("http://[::1]:4599/", True),
+        (REAL_SWF, False),
+        ("https://swf-fips.us-gov-west-1.amazonaws.com", False),
+        ("http://10.0.0.5:4599", False),
+        ("http://localhost.example.com", False),
+        (None, False),
+    ],
+)
+def test_is_loopback(url, loopback):
+    assert ctl.is_loopback(url) is loopback
 
 
 # -- describe, history, pending, types
