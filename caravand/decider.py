@@ -23,6 +23,17 @@ log = logging.getLogger(__name__)
 ON_ERROR = ("retry", "fail")
 #: A page of history that fails this many times abandons the task to its timeout.
 PAGE_ATTEMPTS = 5
+#: The pause between two attempts at a page grows to at most this many seconds.
+PAGE_BACKOFF_CAP = 5.0
+#: botocore's standard mode pauses up to 1 s, then 2 s... between its own attempts.
+BOTOCORE_PAUSES = 2 ** (swf.CALL_MAX_ATTEMPTS - 1) - 1
+#: The longest one attempt at a page may take, the pause after it included:
+#: botocore's attempts (a connect and a read timeout each), its pauses, ours,
+#: and a margin (a retry-after header, a busy machine). Each attempt announces
+#: a deadline this far ahead (``Hooks.paging_started``).
+PAGE_ATTEMPT_BUDGET = (
+    swf.CALL_MAX_ATTEMPTS * (swf.CONNECT_TIMEOUT + swf.CALL_READ_TIMEOUT) + BOTOCORE_PAUSES + PAGE_BACKOFF_CAP + 5.0
+)
 #: Marks the data of a task whose history could not be read (see ``poll_once``).
 _ABANDONED = "caravand:abandoned"
 
@@ -72,13 +83,19 @@ class Decider(Poller):
         return data
 
     def _next_page(self, token: str) -> dict | None:
-        """One more page of the task's history, retried; None if it cannot be read."""
-        backoff = Backoff(base=0.2, cap=5.0, rng=self.rng)
+        """One more page of the task's history, retried; None if it cannot be read.
+
+        Each attempt announces its own deadline: the poll's no longer bounds
+        the paging of a task that came at the end of a held poll.
+        """
+        backoff = Backoff(base=0.2, cap=PAGE_BACKOFF_CAP, rng=self.rng)
         for attempt in range(1, PAGE_ATTEMPTS + 1):
+            self.hooks.paging_started(self, self.clock() + PAGE_ATTEMPT_BUDGET)
             try:
-                # Unlike the first call, a call with a page token answers at once.
+                # Unlike the first call, a call with a page token answers at once:
+                # the ordinary client's timeouts and retries fit it, not the poll's.
                 return swf.call(
-                    self.poll_client,
+                    self.client,
                     "poll_for_decision_task",
                     domain=self.domain,
                     taskList={"name": self.task_list},

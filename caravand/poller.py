@@ -80,9 +80,19 @@ class Hooks:
     Outcomes of a task: ``completed``, ``failed``, ``canceled``,
     ``workflow-failed``, ``stale``, ``unknown-type``, ``error`` (left to
     time out), ``respond-failed``, ``abandoned`` (history unreadable).
+
+    ``paging_started`` comes between ``poll_started`` and ``poll_ended`` when
+    a decision task's history spans pages: once before each request for a
+    further page (each attempt), with a fresh deadline that covers that
+    request, its retries and the pause after it. The poll's own deadline no
+    longer applies from then on (a task that came late in a held poll may
+    have many pages to read).
     """
 
     def poll_started(self, poller, deadline: float) -> None:
+        pass
+
+    def paging_started(self, poller, deadline: float) -> None:
         pass
 
     def poll_ended(self, poller, got_task: bool, seconds: float) -> None:

@@ -13,7 +13,7 @@ import pytest
 from stubs import NOWHERE, FakeTime, PollRecordingHooks, StubbedPoller, event, offline_client
 
 from caravand import DecisionDone, Workflow, swf
-from caravand.decider import PAGE_ATTEMPTS, Decider
+from caravand.decider import PAGE_ATTEMPT_BUDGET, PAGE_ATTEMPTS, PAGE_BACKOFF_CAP, Decider
 from caravand.poller import FAST_EMPTY_POLL
 
 # -- histories
@@ -88,15 +88,73 @@ def completed(result: str) -> list[dict]:
 # -- the harness: a Decider on stubbed clients, a fake clock, recording hooks
 
 
+class DeciderHooks(PollRecordingHooks):
+    """PollRecordingHooks that record the paging of a history too: ``("paging_started", deadline)``.
+
+    ``timeline`` lists every hook call as (time on the poller's clock, hook,
+    the deadline it announces or None), for ``assert_deadlines_kept``.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.timeline: list[tuple[float, str, float | None]] = []
+
+    def note(self, poller, hook: str, deadline: float | None = None):
+        self.timeline.append((poller.clock(), hook, deadline))
+
+    def poll_started(self, poller, deadline):
+        self.note(poller, "poll_started", deadline)
+        super().poll_started(poller, deadline)
+
+    def paging_started(self, poller, deadline):
+        self.note(poller, "paging_started", deadline)
+        self.calls.append(("paging_started", deadline))
+
+    def poll_ended(self, poller, got_task, seconds):
+        self.note(poller, "poll_ended")
+        super().poll_ended(poller, got_task, seconds)
+
+    def task_started(self, poller, task, deadline):
+        self.note(poller, "task_started", deadline)
+        super().task_started(poller, task, deadline)
+
+    def task_ended(self, poller, task, outcome, seconds):
+        self.note(poller, "task_ended")
+        super().task_ended(poller, task, outcome, seconds)
+
+    def assert_deadlines_kept(self):
+        """Every hook call comes by the deadline last announced: the master, which kills a
+        child past its deadline, would have killed none of these."""
+        in_force = None
+        for at, hook, deadline in self.timeline:
+            assert in_force is None or at <= in_force, f"{hook} at {at} is past the deadline {in_force}"
+            if hook in ("poll_started", "paging_started", "task_started"):
+                in_force = deadline
+
+
 class Harness(StubbedPoller):
-    """A Decider (``decider``) on Stubber'd clients, serving ``workflows`` on task list "deciders"."""
+    """A Decider (``decider``) on Stubber'd clients, serving ``workflows`` on task list "deciders".
+
+    History pages are fetched on the ordinary client: ``add_page`` queues
+    them there, and ``ordinary`` lists the operations made on that client.
+    """
 
     poll_operation = "poll_for_decision_task"
     empty_poll = {"startedEventId": 0, "previousStartedEventId": 0}
 
     def __init__(self, workflows, **kwargs):
-        super().__init__(Decider, "deciders", workflows, identity="decider-1", hooks=PollRecordingHooks(), **kwargs)
+        super().__init__(Decider, "deciders", workflows, identity="decider-1", hooks=DeciderHooks(), **kwargs)
         self.decider = self.poller
+        self.ordinary: list[str] = []
+        self.decider.client.meta.events.register(
+            "before-parameter-build.swf", lambda model, **kwargs: self.ordinary.append(model.name)
+        )
+
+    def add_page(self, response: dict):
+        self.stub.add_response("poll_for_decision_task", response)
+
+    def add_page_error(self, code: str, status: int = 400):
+        self.stub.add_client_error("poll_for_decision_task", service_error_code=code, http_status_code=status)
 
     def add_respond(self):
         self.stub.add_response("respond_decision_task_completed", {})
@@ -220,8 +278,8 @@ def test_history_pages_are_all_read_in_order():
         event(8, "DecisionTaskStarted", identity="decider-1", scheduledEventId=7),
     ]
     h.add_poll(poll_response(page_1, next_page="page-2"))
-    h.add_poll(poll_response(page_2, next_page="page-3"))
-    h.add_poll(poll_response(page_3))
+    h.add_page(poll_response(page_2, next_page="page-3"))
+    h.add_page(poll_response(page_3))
     h.add_respond()
 
     assert h.decider.run_once() is True
@@ -233,6 +291,11 @@ def test_history_pages_are_all_read_in_order():
     polls = [params for name, params in h.calls if name == "PollForDecisionTask"]
     assert [p.get("nextPageToken") for p in polls] == [None, "page-2", "page-3"]
     assert all(p["domain"] == "D" and p["taskList"] == {"name": "deciders"} for p in polls)
+    # The pages came on the ordinary client, each announced with a fresh deadline.
+    assert h.ordinary == ["PollForDecisionTask", "PollForDecisionTask", "RespondDecisionTaskCompleted"]
+    assert [c for c in h.hooks.calls if c[0] == "paging_started"] == [
+        ("paging_started", 1000.0 + PAGE_ATTEMPT_BUDGET)
+    ] * 2
     assert h.responds() == [{"taskToken": "token-1", "decisions": completed("done: paged")}]
     assert h.fake.sleeps == []
     h.assert_done()
@@ -241,8 +304,8 @@ def test_history_pages_are_all_read_in_order():
 def test_a_page_that_fails_once_is_retried():
     h = Harness([Flow])
     h.add_poll(poll_response(start_history(input="retried"), next_page="page-2"))
-    h.poll_stub.add_client_error("poll_for_decision_task", service_error_code="InternalFailure", http_status_code=500)
-    h.add_poll(poll_response([event(4, "MarkerRecorded", markerName="m", decisionTaskCompletedEventId=3)]))
+    h.add_page_error("InternalFailure", 500)
+    h.add_page(poll_response([event(4, "MarkerRecorded", markerName="m", decisionTaskCompletedEventId=3)]))
     h.add_respond()
 
     assert h.decider.run_once() is True
@@ -250,6 +313,11 @@ def test_a_page_that_fails_once_is_retried():
     assert [e["eventId"] for e in Flow.seen[0].events] == [1, 2, 3, 4]
     assert h.fake.sleeps == [0.2]  # one pause before the retry, and nothing else
     assert h.names() == ["PollForDecisionTask"] * 3 + ["RespondDecisionTaskCompleted"]
+    # Each attempt announced its own deadline, the retry's after the pause.
+    assert [c for c in h.hooks.calls if c[0] == "paging_started"] == [
+        ("paging_started", 1000.0 + PAGE_ATTEMPT_BUDGET),
+        ("paging_started", 1000.2 + PAGE_ATTEMPT_BUDGET),
+    ]
     assert h.decider.stats["completed"] == 1
     h.assert_done()
 
@@ -258,7 +326,7 @@ def test_a_page_that_keeps_failing_abandons_the_task(caplog):
     h = Harness([Flow])
     h.add_poll(poll_response(start_history(), next_page="page-2"))
     for _ in range(PAGE_ATTEMPTS):
-        h.add_poll_error("ThrottlingException")
+        h.add_page_error("ThrottlingException")
 
     assert h.decider.run_once() is True  # a task came, even if it cannot be decided
 
@@ -273,11 +341,65 @@ def test_a_page_that_keeps_failing_abandons_the_task(caplog):
     assert h.decider.stats["empty_polls"] == 0
     assert h.hooks.calls == [
         ("poll_started", 1000.0 + swf.POLL_READ_TIMEOUT),
+        *[("paging_started", at + PAGE_ATTEMPT_BUDGET) for at in (1000.0, 1000.2, 1000.6, 1001.4, 1003.0)],
         ("poll_ended", True, 3.0),  # the pauses between the attempts
         ("task_started", "token-1", None),
         ("task_ended", "token-1", "abandoned", 0.0),
     ]
     h.assert_done()
+
+
+def test_a_long_history_after_a_held_poll_is_paged_within_announced_deadlines():
+    """A task that came at the end of a 60 s poll, with 24 more pages to read (SWF's 25,000 events).
+
+    On the poll's deadline (start + 70 s), the master would kill the child,
+    task in hand, about 10 s into the paging. Each page announces its own.
+    """
+    h = Harness([Flow])
+    pages = 25
+    attempts = (pages - 1) + 1  # every further page, and page 7 twice
+    slow = {"page-7"}
+
+    def held_poll(**kwargs):
+        h.fake.now += 60.0
+
+    def page_call(params, **kwargs):
+        # A page answers at once, but not for free; page 7's first attempt is as
+        # slow as botocore's attempts allow (3 read timeouts), then throttled.
+        token = params["nextPageToken"]
+        h.fake.now += 72.0 if token in slow else 2.0
+        slow.discard(token)
+
+    h.decider.poll_client.meta.events.register_first("before-parameter-build.swf.PollForDecisionTask", held_poll)
+    h.decider.client.meta.events.register_first("before-parameter-build.swf.PollForDecisionTask", page_call)
+    h.add_poll(poll_response(start_history(input="long"), next_page="page-2"))
+    for number in range(2, pages + 1):
+        if number == 7:
+            h.add_page_error("ThrottlingException")
+        following = f"page-{number + 1}" if number < pages else None
+        marker = event(2 + number, "MarkerRecorded", markerName=f"m{number}", decisionTaskCompletedEventId=3)
+        h.add_page(poll_response([marker], next_page=following))
+    h.add_respond()
+
+    assert h.decider.run_once() is True
+
+    assert Flow.seen[0].events[-1]["attributes"]["markerName"] == f"m{pages}"
+    assert h.responds() == [{"taskToken": "token-1", "decisions": completed("done: long")}]
+    h.hooks.assert_deadlines_kept()
+    timeline = [hook for _, hook, _ in h.hooks.timeline]
+    assert timeline == ["poll_started", *["paging_started"] * attempts, "poll_ended", "task_started", "task_ended"]
+    # The paging went on long past the poll's own deadline, and on the ordinary client.
+    assert h.hooks.timeline[-3][0] == pytest.approx(1000.0 + 60 + 72 + 0.2 + 2 * (pages - 1))
+    assert h.hooks.timeline[-3][0] > 1000.0 + swf.POLL_READ_TIMEOUT
+    assert h.ordinary == ["PollForDecisionTask"] * attempts + ["RespondDecisionTaskCompleted"]
+    assert h.names().count("PollForDecisionTask") == 1 + pages
+    assert h.fake.sleeps == [0.2]
+    h.assert_done()
+
+
+def test_a_page_attempt_budget_covers_the_ordinary_clients_retries_and_our_pause():
+    one_call = swf.CALL_MAX_ATTEMPTS * (swf.CONNECT_TIMEOUT + swf.CALL_READ_TIMEOUT)
+    assert PAGE_ATTEMPT_BUDGET >= one_call + PAGE_BACKOFF_CAP
 
 
 # -- empty polls, throttling, errors
