@@ -5,6 +5,12 @@ a task of a type this decider does not serve is logged and counted, and the
 decision task is left to time out, so that SWF schedules it again (perhaps
 on a decider that has the fix); with ``on_error = "fail"`` the execution is
 failed instead. ``WorkflowFailure`` always fails the execution.
+
+Retrying is bounded: an error in ``run()`` fails the execution after
+``max_decision_retries`` decision tasks in a row timed out, and at once when
+the decision task has no timeout (``NONE``: left alone, it would never be
+retried), so that a bug does not burn a task timeout and three events per
+try until the execution's timeout or SWF's 25,000-event limit.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import traceback
 from caravand import registration, swf
 from caravand.loader import load_classes
 from caravand.poller import Backoff, Poller
+from caravand.swf import ConfigError
 from caravand.workflow import DecisionDone, DecisionTask, Workflow, WorkflowFailure
 
 log = logging.getLogger(__name__)
@@ -34,6 +41,8 @@ BOTOCORE_PAUSES = 2 ** (swf.CALL_MAX_ATTEMPTS - 1) - 1
 PAGE_ATTEMPT_BUDGET = (
     swf.CALL_MAX_ATTEMPTS * (swf.CONNECT_TIMEOUT + swf.CALL_READ_TIMEOUT) + BOTOCORE_PAUSES + PAGE_BACKOFF_CAP + 5.0
 )
+#: Decision tasks that may time out in a row before an error fails the execution.
+MAX_DECISION_RETRIES = 5
 #: Marks the data of a task whose history could not be read (see ``poll_once``).
 _ABANDONED = "caravand:abandoned"
 
@@ -43,14 +52,29 @@ class Decider(Poller):
 
     kind = "decider"
 
-    def __init__(self, endpoint, domain, task_list, workflows, *, on_error: str = "retry", **kwargs):
+    def __init__(
+        self,
+        endpoint,
+        domain,
+        task_list,
+        workflows,
+        *,
+        on_error: str = "retry",
+        max_decision_retries: int = MAX_DECISION_RETRIES,
+        **kwargs,
+    ):
         super().__init__(endpoint, domain, task_list, **kwargs)
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+        if max_decision_retries < 0:
+            raise ValueError(f"max_decision_retries must be 0 or more, not {max_decision_retries!r}")
         self.on_error = on_error
+        self.max_decision_retries = max_decision_retries
         self.workflows: dict[tuple[str, str], type[Workflow]] = (
             dict(workflows) if isinstance(workflows, dict) else {(w.name, w.version): w for w in workflows}
         )
+        if on_error == "retry":
+            refuse_untimed(self.workflows.values())
 
     @classmethod
     def from_modules(cls, endpoint, domain, task_list, modules, **kwargs) -> Decider:
@@ -113,11 +137,8 @@ class Decider(Poller):
 
     def task_deadline(self, task: DecisionTask, now: float) -> float | None:
         """When this decision task times out, from its DecisionTaskScheduled event."""
-        for event in reversed(task.events):
-            if event["eventType"] == "DecisionTaskScheduled":
-                timeout = event["attributes"].get("startToCloseTimeout", "NONE")
-                return None if timeout == "NONE" else now + float(timeout)
-        return None
+        timeout = task.task_timeout
+        return None if timeout in (None, "NONE") else now + float(timeout)
 
     def handle(self, data: dict) -> None:
         task = DecisionTask(data)
@@ -127,12 +148,13 @@ class Decider(Poller):
             self.hooks.task_started(self, task, None)
             self.finish(task, "abandoned", started)
             return
-        self.hooks.task_started(self, task, self.task_deadline(task, started))
-        outcome = self.decide(task)
+        deadline = self.task_deadline(task, started)
+        self.hooks.task_started(self, task, deadline)
+        outcome = self.decide(task, deadline)
         self.finish(task, outcome, started)
 
-    def decide(self, task: DecisionTask) -> str:
-        """Run the workflow for ``task`` and answer; returns the outcome."""
+    def decide(self, task: DecisionTask, deadline: float | None = None) -> str:
+        """Run the workflow for ``task`` and answer (until ``deadline``); returns the outcome."""
         workflow_class = self.workflows.get((task.workflow_type, task.workflow_version))
         if workflow_class is None:
             served = ", ".join(f"{n} {v}" for n, v in sorted(self.workflows)) or "none"
@@ -141,7 +163,7 @@ class Decider(Poller):
                 return "unknown-type"
             task.decisions = []
             task.fail_now("unknown-workflow-type", f"no decider for {task.workflow_type} {task.workflow_version}")
-            return self.respond_decisions(task, "workflow-failed")
+            return self.respond_decisions(task, "workflow-failed", deadline)
 
         log.info("deciding: %r", task)
         started = time.monotonic()
@@ -156,15 +178,38 @@ class Decider(Poller):
             outcome = "workflow-failed"
         except Exception as exc:
             log.exception("workflow error: %r in %s.run()", task, workflow_class.__name__)
-            if self.on_error != "fail":
+            reason = self.error_reason(task, exc)
+            if reason is None:
                 return "error"
             task.decisions = []
-            task.fail_now(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            task.fail_now(reason, traceback.format_exc())
             outcome = "workflow-failed"
         log.debug("decided in %.3f s: %r -> %s", time.monotonic() - started, task, task.decisions)
-        return self.respond_decisions(task, outcome)
+        return self.respond_decisions(task, outcome, deadline)
 
-    def respond_decisions(self, task: DecisionTask, outcome: str) -> str:
+    def error_reason(self, task: DecisionTask, exc: Exception) -> str | None:
+        """The reason to fail the execution after an error in ``run()``, or None to leave the task to time out."""
+        error = f"{type(exc).__name__}: {exc}"
+        if self.on_error == "fail":
+            return error
+        if task.task_timeout == "NONE":
+            # SWF would never time this task out, so never schedule it again.
+            log.error("failing workflow: %r (its decision task has no timeout: cannot retry)", task)
+            return f"decision task timeout NONE, cannot retry: {error}"
+        timeouts = task.decision_timeouts
+        if timeouts >= self.max_decision_retries:
+            log.error("failing workflow: %r (decision retries exhausted: %d timed out in a row)", task, timeouts)
+            return f"decision retries exhausted ({timeouts} timed out): {error}"
+        log.warning(
+            "leaving task: %r (to time out, SWF retries it: %d of %d retries used)",
+            task,
+            timeouts,
+            self.max_decision_retries,
+        )
+        return None
+
+    def respond_decisions(self, task: DecisionTask, outcome: str, deadline: float | None = None) -> str:
+        """Send ``task.decisions``, retried until ``deadline`` (the decision task's timeout) if SWF is busy."""
         return self.respond(
             task,
             "respond_decision_task_completed",
@@ -172,3 +217,15 @@ class Decider(Poller):
             decisions=task.decisions,
             executionContext=task.execution_context,
         )
+
+
+def refuse_untimed(workflows) -> None:
+    """ConfigError if a workflow type's decision tasks never time out: ``on_error = retry`` cannot retry them."""
+    for workflow in workflows:
+        timeout = workflow.default_task_start_to_close_timeout
+        if timeout is not None and str(timeout).strip().upper() == "NONE":
+            raise ConfigError(
+                f"on_error = retry: workflow {workflow.name} {workflow.version} ({workflow.__qualname__}) has "
+                f"default_task_start_to_close_timeout = NONE, so a task left after an error would never be "
+                f"retried: give it a timeout, or use on_error = fail"
+            )

@@ -14,8 +14,8 @@ import importlib.util
 
 from caravand.activity import Activity
 from caravand.activity_worker import ActivityWorker
-from caravand.config import parse_bool
-from caravand.decider import ON_ERROR, Decider
+from caravand.config import parse_bool, parse_count
+from caravand.decider import MAX_DECISION_RETRIES, ON_ERROR, Decider
 from caravand.loader import load_classes
 from caravand.swf import ConfigError, flatten
 from caravand.workflow import Workflow
@@ -73,11 +73,23 @@ class ModulesPool:
         )
 
 
-def decider(global_conf, modules, on_error="retry", register="true"):
+def decider(global_conf, modules, on_error="retry", register="true", max_decision_retries=str(MAX_DECISION_RETRIES)):
     """``use = egg:caravand#decider``: deciders running the Workflow classes of ``modules``."""
     if on_error not in ON_ERROR:
         raise ConfigError(f"on_error = {on_error!r}: expected one of {', '.join(ON_ERROR)}")
-    return ModulesPool("decider", Decider, Workflow, split_modules(modules), register_flag(register), on_error=on_error)
+    try:
+        retries = parse_count(max_decision_retries)
+    except ValueError as exc:
+        raise ConfigError(f"max_decision_retries = {max_decision_retries!r}: {exc}") from None
+    return ModulesPool(
+        "decider",
+        Decider,
+        Workflow,
+        split_modules(modules),
+        register_flag(register),
+        on_error=on_error,
+        max_decision_retries=retries,
+    )
 
 
 def activity(global_conf, modules, register="true"):

@@ -200,6 +200,32 @@ class DecisionTask:
         return [e["attributes"] for e in self.new_events if e["eventType"] == "WorkflowExecutionSignaled"]
 
     @property
+    def task_timeout(self) -> str | None:
+        """This decision task's start-to-close timeout in seconds, or "NONE", from its DecisionTaskScheduled."""
+        for event in reversed(self.events):
+            if event["eventType"] == "DecisionTaskScheduled":
+                return event["attributes"].get("startToCloseTimeout", "NONE")
+        return None
+
+    @property
+    def decision_timeouts(self) -> int:
+        """How many decision tasks timed out (START_TO_CLOSE) since the last DecisionTaskCompleted.
+
+        Each is a decision task nobody answered in time: a decider crashed or
+        was killed, or left the task after an error (``on_error = retry``).
+        """
+        count = 0
+        for event in reversed(self.events):
+            if event["eventType"] == "DecisionTaskCompleted":
+                break
+            if (
+                event["eventType"] == "DecisionTaskTimedOut"
+                and event["attributes"].get("timeoutType") == "START_TO_CLOSE"
+            ):
+                count += 1
+        return count
+
+    @property
     def cancel_requested(self) -> bool:
         return any(e["eventType"] == "WorkflowExecutionCancelRequested" for e in self.events)
 

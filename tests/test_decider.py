@@ -597,6 +597,98 @@ def test_a_long_error_is_cut_to_swf_limits_with_on_error_fail():
     assert len(attributes["details"]) <= 32768 and attributes["details"].rstrip().endswith("vvvv")
 
 
+def timed_out_tries(first_id: int, count: int) -> list[dict]:
+    """``count`` decision tasks that timed out (START_TO_CLOSE), each scheduled again and started.
+
+    The first timed-out task is the one scheduled and started just before ``first_id``.
+    """
+    events = []
+    for timed_out in range(first_id, first_id + 3 * count, 3):
+        events += [
+            event(
+                timed_out,
+                "DecisionTaskTimedOut",
+                scheduledEventId=timed_out - 2,
+                startedEventId=timed_out - 1,
+                timeoutType="START_TO_CLOSE",
+            ),
+            event(timed_out + 1, "DecisionTaskScheduled", taskList={"name": "deciders"}, startToCloseTimeout="10"),
+            event(timed_out + 2, "DecisionTaskStarted", identity="decider-1", scheduledEventId=timed_out + 1),
+        ]
+    return events
+
+
+def test_an_error_after_max_decision_retries_timeouts_fails_the_execution(caplog):
+    """on_error = retry: the 6th error in a row (5 tasks left to time out already) fails the execution."""
+    h = Harness([Broken])
+    h.add_poll(poll_response([*start_history(), *timed_out_tries(4, 5)]))
+    h.add_respond()
+
+    assert h.decider.run_once() is True
+
+    attributes = h.sent_failure()
+    assert attributes["reason"] == "decision retries exhausted (5 timed out): RuntimeError: boom"
+    assert attributes["details"].startswith("Traceback (most recent call last):")
+    assert attributes["details"].rstrip().endswith("RuntimeError: boom")
+    assert "failing workflow: <DecisionTask Flow" in caplog.text
+    assert "(decision retries exhausted: 5 timed out in a row)" in caplog.text
+    h.assert_done()
+
+
+def test_an_error_with_retries_left_leaves_the_task(caplog):
+    h = Harness([Broken])
+    h.add_poll(poll_response([*start_history(), *timed_out_tries(4, 4)]))
+
+    assert h.decider.run_once() is True
+
+    assert h.responds() == []
+    assert h.hooks.outcomes() == ["error"]
+    assert "leaving task: <DecisionTask Flow" in caplog.text
+    assert "(to time out, SWF retries it: 4 of 5 retries used)" in caplog.text
+    h.assert_done()
+
+
+@pytest.mark.parametrize(
+    ("retries", "timeouts", "outcome"), [(0, 0, "workflow-failed"), (2, 1, "error"), (2, 2, "workflow-failed")]
+)
+def test_max_decision_retries_is_the_decider_s(retries, timeouts, outcome):
+    h = Harness([Broken], max_decision_retries=retries)
+    h.add_poll(poll_response([*start_history(), *timed_out_tries(4, timeouts)]))
+    if outcome == "workflow-failed":
+        h.add_respond()
+    h.decider.run_once()
+    assert h.hooks.outcomes() == [outcome]
+    h.assert_done()
+
+
+def test_an_error_in_a_task_without_timeout_fails_the_execution():
+    """A task whose startToCloseTimeout is NONE (set at start) would never be scheduled again."""
+    h = Harness([Broken])
+    h.add_poll(poll_response(start_history(timeout="NONE")))
+    h.add_respond()
+
+    h.decider.run_once()
+
+    attributes = h.sent_failure()
+    assert attributes["reason"] == "decision task timeout NONE, cannot retry: RuntimeError: boom"
+    assert attributes["details"].rstrip().endswith("RuntimeError: boom")
+    h.assert_done()
+
+
+def test_retry_refuses_a_workflow_type_without_task_timeout():
+    class Untimed(Flow):
+        default_task_start_to_close_timeout = "NONE"
+
+    with pytest.raises(swf.ConfigError) as info:
+        Decider(swf.Endpoint(region="us-east-1"), "D", "tl", [Untimed])
+    assert str(info.value) == (
+        "on_error = retry: workflow Flow 1.0 (test_retry_refuses_a_workflow_type_without_task_timeout.<locals>.Untimed) "
+        "has default_task_start_to_close_timeout = NONE, so a task left after an error would never be retried: "
+        "give it a timeout, or use on_error = fail"
+    )
+    assert Decider(swf.Endpoint(region="us-east-1"), "D", "tl", [Untimed], on_error="fail").on_error == "fail"
+
+
 def test_unknown_workflow_type_is_left_to_time_out(caplog):
     h = Harness([Flow])
     h.add_poll(poll_response(start_history(), wtype={"name": "Nope", "version": "9"}))

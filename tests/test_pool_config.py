@@ -10,7 +10,7 @@ import pytest
 from caravand import config
 from caravand.main import main
 from caravand.pools import ModulesPool
-from caravand.swf import ConfigError
+from caravand.swf import ConfigError, Endpoint
 
 MASTER = "[caravand]\n"
 DECIDER = """
@@ -71,7 +71,7 @@ register = false
     assert (decider.domain, decider.task_list, decider.processes) == ("CaravanDemo", "default", 2)
     assert isinstance(decider.factory, ModulesPool)
     assert decider.factory.modules == ["caravand.examples.demo"]
-    assert decider.factory.poller_options == {"on_error": "fail"}
+    assert decider.factory.poller_options == {"on_error": "fail", "max_decision_retries": 5}
     assert decider.factory.register is True
     assert decider.options == (("modules", "caravand.examples.demo"), ("on_error", "fail"))
     activity = cfg.pools["greetings"]
@@ -387,6 +387,50 @@ def test_pool_without_a_name(tmp_path):
 def test_bad_on_error(tmp_path):
     message = pool_error(tmp_path, DECIDER + "on_error = maybe\n")
     assert "[pool:demo-decider] on_error = 'maybe': expected one of retry, fail" in message
+
+
+def test_max_decision_retries(tmp_path):
+    cfg = config.load(write_ini(tmp_path, MASTER + DECIDER + "max_decision_retries = 0\n"))
+    assert cfg.pools["demo-decider"].factory.poller_options == {"on_error": "retry", "max_decision_retries": 0}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("many", "expected a whole number"),
+        ("-1", "expected a whole number, 0 or more"),
+        ("2.5", "expected a whole number"),
+    ],
+)
+def test_bad_max_decision_retries(tmp_path, value, expected):
+    message = pool_error(tmp_path, DECIDER + f"max_decision_retries = {value}\n")
+    assert f"[pool:demo-decider] max_decision_retries = {value!r}: {expected}" in message
+
+
+def test_retry_pool_of_a_workflow_without_task_timeout_fails_to_boot_in_one_line(tmp_path, monkeypatch):
+    """Checked when the child builds its poller (the ini names modules; the classes load after fork)."""
+    (tmp_path / "untimed_flows_d4.py").write_text(
+        textwrap.dedent(
+            """
+            from caravand import Workflow
+
+
+            class Untimed(Workflow):
+                name = "Untimed"
+                version = "1"
+                default_task_start_to_close_timeout = "NONE"
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    body = DECIDER.replace("caravand.examples.demo", "untimed_flows_d4")
+    spec = config.load(write_ini(tmp_path, MASTER + body)).pools["demo-decider"]
+    with pytest.raises(ConfigError) as info:
+        spec.make_poller(Endpoint(region="us-east-1"), identity="host:1", hooks=None)
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith("on_error = retry: workflow Untimed 1 (Untimed) has default_task_start_to_close")
+    failing = config.load(write_ini(tmp_path, MASTER + body + "on_error = fail\n", "fail.ini")).pools["demo-decider"]
+    assert failing.make_poller(Endpoint(region="us-east-1"), identity="host:1", hooks=None).on_error == "fail"
 
 
 def test_bad_register(tmp_path):

@@ -229,6 +229,48 @@ def test_last_event_and_cancel_requested():
     assert make_task([]).last_event() is None
 
 
+def timed_out(event_id: int, timeout_type: str = "START_TO_CLOSE") -> dict:
+    return event(
+        event_id,
+        "DecisionTaskTimedOut",
+        scheduledEventId=event_id - 2,
+        startedEventId=event_id - 1,
+        timeoutType=timeout_type,
+    )
+
+
+def test_decision_timeouts_count_start_to_close_timeouts_since_the_last_completed_decision():
+    assert make_task([started(), *decision_events(2, completed=False)]).decision_timeouts == 0
+    history = [
+        started(),
+        *decision_events(2, completed=False),
+        timed_out(4),
+        *decision_events(5, completed=False),
+        timed_out(7),
+        *decision_events(8),  # completed: the count starts again
+        event(11, "WorkflowExecutionSignaled", signalName="GO"),
+        *decision_events(12, completed=False),
+        timed_out(14),
+        event(15, "WorkflowExecutionSignaled", signalName="GO"),  # a signal between tries does not count
+        *decision_events(16, completed=False),
+        timed_out(18, "SCHEDULE_TO_START"),  # no decider took it: not one that failed
+        *decision_events(19, completed=False),
+        timed_out(21),
+        *decision_events(22, completed=False),
+    ]
+    assert make_task(history).decision_timeouts == 2
+    assert make_task(history[:9]).decision_timeouts == 2  # before the completed decision
+
+
+def test_task_timeout_is_the_latest_decision_task_scheduled_s():
+    assert make_task([started()]).task_timeout is None
+    assert make_task([started(), *decision_events(2)]).task_timeout == "10"
+    rescheduled = event(5, "DecisionTaskScheduled", taskList={"name": "default"}, startToCloseTimeout="NONE")
+    assert make_task([started(), *decision_events(2), rescheduled]).task_timeout == "NONE"
+    unset = event(2, "DecisionTaskScheduled", taskList={"name": "default"})
+    assert make_task([started(), unset]).task_timeout == "NONE"
+
+
 # -- activities, Lambda functions and timers
 
 
