@@ -48,7 +48,8 @@ def truncate(text, limit: int, keep: str = "head") -> str | None:
     """``text`` as a string of at most ``limit`` characters (None stays None).
 
     ``keep="tail"`` keeps the end instead, as for a traceback, whose last
-    lines say what went wrong.
+    lines say what went wrong. Only for a reason or details: a payload (an
+    input, result or control) cut short is broken data (see ``checked_payload``).
     """
     if text is None:
         return None
@@ -59,6 +60,31 @@ def truncate(text, limit: int, keep: str = "head") -> str | None:
     if keep == "tail":
         return marker + text[len(text) - (limit - len(marker)) :]
     return text[: limit - len(marker)] + marker
+
+
+class PayloadTooLarge(ValueError):
+    """A decision's input, result or control is over SWF's limit; raised by the helper that builds it.
+
+    SWF would refuse the whole answer, and cutting the payload would hand on
+    broken data (half a JSON document): only a reason or details may be cut.
+    """
+
+    def __init__(self, decision: str, field: str, size: int, limit: int = MAX_INPUT):
+        self.decision = decision
+        self.field = field
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"{decision} {field} is {size} characters, over SWF's limit of {limit}: "
+            f"store it elsewhere (S3, a database) and pass a reference"
+        )
+
+
+def checked_payload(decision: str, field: str, value, limit: int = MAX_INPUT):
+    """``value`` unchanged, or PayloadTooLarge if it is longer than ``limit`` characters."""
+    if value is not None and len(str(value)) > limit:
+        raise PayloadTooLarge(decision, field, len(str(value)), limit)
+    return value
 
 
 class DecisionDone(Exception):
@@ -333,8 +359,8 @@ class DecisionTask:
             "ScheduleActivityTask",
             activityType={"name": name, "version": version},
             activityId=activity_id,
-            input=input,
-            control=control,
+            input=checked_payload("ScheduleActivityTask", "input", input),
+            control=checked_payload("ScheduleActivityTask", "control", control),
             taskList={"name": task_list} if task_list else None,
             scheduleToStartTimeout=schedule_to_start_timeout,
             startToCloseTimeout=start_to_close_timeout,
@@ -347,6 +373,7 @@ class DecisionTask:
         return self.add_decision("RequestCancelActivityTask", activityId=activity_id)
 
     def start_timer(self, timer_id: str, seconds: int | str, control: str | None = None) -> dict:
+        control = checked_payload("StartTimer", "control", control)
         return self.add_decision("StartTimer", timerId=timer_id, startToFireTimeout=str(seconds), control=control)
 
     def cancel_timer(self, timer_id: str) -> dict:
@@ -366,8 +393,8 @@ class DecisionTask:
             "ScheduleLambdaFunction",
             id=lambda_id,
             name=function,
-            input=input,
-            control=control,
+            input=checked_payload("ScheduleLambdaFunction", "input", input),
+            control=checked_payload("ScheduleLambdaFunction", "control", control),
             startToCloseTimeout=start_to_close_timeout,
         )
 
@@ -375,8 +402,11 @@ class DecisionTask:
         return self.add_decision("RecordMarker", markerName=name, details=details)
 
     def complete(self, result: str | None = None) -> dict:
-        """CompleteWorkflowExecution with ``result`` (cut to SWF's 32768 characters)."""
-        return self.add_decision("CompleteWorkflowExecution", result=truncate(result, MAX_INPUT))
+        """CompleteWorkflowExecution with ``result``; PayloadTooLarge over SWF's 32768 characters."""
+        result = None if result is None else str(result)
+        return self.add_decision(
+            "CompleteWorkflowExecution", result=checked_payload("CompleteWorkflowExecution", "result", result)
+        )
 
     def fail_now(self, reason: str, details: str | None = None) -> dict:
         """FailWorkflowExecution as a decision, without raising (see ``fail()``)."""
@@ -405,10 +435,12 @@ class DecisionTask:
         """ContinueAsNewWorkflowExecution: start afresh with an empty history.
 
         Keep histories under ~10,000 events (SWF's hard limit is 25,000).
+        PayloadTooLarge if ``input`` is over SWF's 32768 characters.
         """
+        input = None if input is None else str(input)
         return self.add_decision(
             "ContinueAsNewWorkflowExecution",
-            input=truncate(input, MAX_INPUT),
+            input=checked_payload("ContinueAsNewWorkflowExecution", "input", input),
             taskList={"name": task_list} if task_list else None,
             workflowTypeVersion=version,
             executionStartToCloseTimeout=execution_timeout,

@@ -689,6 +689,41 @@ def test_retry_refuses_a_workflow_type_without_task_timeout():
     assert Decider(swf.Endpoint(region="us-east-1"), "D", "tl", [Untimed], on_error="fail").on_error == "fail"
 
 
+class Oversized(Workflow):
+    """Completes with a result over SWF's limit."""
+
+    name = "Flow"
+    version = "1.0"
+
+    def run(self):
+        self.task.complete("x" * 40000)
+
+
+def test_an_oversized_result_fails_the_execution_with_on_error_fail():
+    h = Harness([Oversized], on_error="fail")
+    h.add_poll(poll_response(start_history()))
+    h.add_respond()
+
+    h.decider.run_once()
+
+    attributes = h.sent_failure()  # never a completion with a result cut short
+    assert attributes["reason"] == (
+        "PayloadTooLarge: CompleteWorkflowExecution result is 40000 characters, over SWF's limit of 32768: "
+        "store it elsewhere (S3, a database) and pass a reference"
+    )
+    assert attributes["details"].rstrip().endswith(attributes["reason"])  # the traceback's last line
+    h.assert_done()
+
+
+def test_an_oversized_result_is_a_workflow_error_left_to_time_out_by_default():
+    h = Harness([Oversized])
+    h.add_poll(poll_response(start_history()))
+    assert h.decider.run_once() is True
+    assert h.responds() == []
+    assert h.hooks.outcomes() == ["error"]
+    h.assert_done()
+
+
 def test_unknown_workflow_type_is_left_to_time_out(caplog):
     h = Harness([Flow])
     h.add_poll(poll_response(start_history(), wtype={"name": "Nope", "version": "9"}))

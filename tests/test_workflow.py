@@ -16,7 +16,7 @@ from botocore.validate import validate_parameters
 from stubs import T0, event
 
 from caravand import DecisionDone, DecisionTask, TaskState, Workflow, WorkflowFailure, swf
-from caravand.workflow import truncate
+from caravand.workflow import PayloadTooLarge, truncate
 
 
 def started(event_id: int = 1, input: str | None = None) -> dict:
@@ -519,8 +519,48 @@ def test_complete():
         "completeWorkflowExecutionDecisionAttributes": {"result": "Hello, World!"},
     }
     assert task.complete()["completeWorkflowExecutionDecisionAttributes"] == {}
-    huge = task.complete("x" * 40000)["completeWorkflowExecutionDecisionAttributes"]["result"]
-    assert len(huge) == swf.MAX_INPUT == 32768
+    largest = task.complete("x" * swf.MAX_INPUT)["completeWorkflowExecutionDecisionAttributes"]["result"]
+    assert len(largest) == swf.MAX_INPUT == 32768
+    assert task.complete(42)["completeWorkflowExecutionDecisionAttributes"] == {"result": "42"}
+    assert_valid_decisions(task.decisions)
+
+
+def test_an_oversized_result_raises_instead_of_being_cut():
+    """A result cut short would complete the execution with broken data (half a JSON document)."""
+    task = make_task([started()])
+    result = json.dumps({"rows": ["x" * 100] * 400})
+    with pytest.raises(PayloadTooLarge) as info:
+        task.complete(result)
+    assert str(info.value) == (
+        f"CompleteWorkflowExecution result is {len(result)} characters, over SWF's limit of 32768: "
+        "store it elsewhere (S3, a database) and pass a reference"
+    )
+    assert (info.value.decision, info.value.field, info.value.size) == (
+        "CompleteWorkflowExecution",
+        "result",
+        len(result),
+    )
+    assert isinstance(info.value, ValueError)
+    assert task.decisions == []  # nothing half-made is sent
+
+
+@pytest.mark.parametrize(
+    ("make", "where"),
+    [
+        (lambda task, big: task.continue_as_new(big), "ContinueAsNewWorkflowExecution input"),
+        (lambda task, big: task.schedule_activity("a", "A", "1", big), "ScheduleActivityTask input"),
+        (lambda task, big: task.schedule_activity("a", "A", "1", control=big), "ScheduleActivityTask control"),
+        (lambda task, big: task.start_timer("t", 5, control=big), "StartTimer control"),
+        (lambda task, big: task.schedule_lambda("l", "f", big), "ScheduleLambdaFunction input"),
+        (lambda task, big: task.schedule_lambda("l", "f", control=big), "ScheduleLambdaFunction control"),
+    ],
+)
+def test_every_oversized_payload_raises(make, where):
+    task = make_task([started()])
+    with pytest.raises(PayloadTooLarge, match=f"^{where} is 32769 characters, over SWF's limit of 32768: "):
+        make(task, "x" * (swf.MAX_INPUT + 1))
+    assert task.decisions == []
+    make(task, "x" * swf.MAX_INPUT)  # the limit itself is fine
     assert_valid_decisions(task.decisions)
 
 
@@ -575,6 +615,8 @@ def test_cancel():
         "cancelWorkflowExecutionDecisionAttributes": {"details": "as asked"},
     }
     assert task.cancel()["cancelWorkflowExecutionDecisionAttributes"] == {}
+    # Details, unlike a payload, may be cut.
+    assert len(task.cancel("d" * 40000)["cancelWorkflowExecutionDecisionAttributes"]["details"]) == swf.MAX_INPUT
     assert_valid_decisions(task.decisions)
 
 
