@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
+import threading
 
 import boto3
 import botocore.config
@@ -40,6 +42,27 @@ CALL_READ_TIMEOUT = 20
 #: With 3 attempts, an unreachable endpoint fails in about 15 s at worst.
 CONNECT_TIMEOUT = 4
 CALL_MAX_ATTEMPTS = 3
+#: The shortest timeouts a call gets however little time is left: less could not even connect.
+MIN_CONNECT_TIMEOUT = 0.25
+MIN_READ_TIMEOUT = 0.5
+#: Error codes that mean "slow down": throttling, or a quota reached (too many idle pollers).
+THROTTLING_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "LimitExceededFault",
+        "LimitExceededException",
+    }
+)
+#: Error codes of a call that may pass when tried again (botocore's transient codes, and SWF's 5xx names).
+TRANSIENT_CODES = frozenset(
+    {"RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete", "InternalFailure", "ServiceUnavailable"}
+)
+#: What botocore raises when the network, not SWF, failed: the request may pass when tried again.
+CONNECTION_ERRORS = (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)
 
 #: Region used when the endpoint is the embedded emulator and none is set.
 EMBEDDED_REGION = "us-east-1"
@@ -83,12 +106,17 @@ class ConfigError(CaravanError):
 
 
 class SWFError(CaravanError):
-    """An SWF operation failed; ``code`` is SWF's error code (a fault name)."""
+    """An SWF operation failed; ``code`` is SWF's error code (a fault name).
 
-    def __init__(self, operation: str, code: str, message: str):
+    ``status`` is the answer's HTTP status, or None when no answer came
+    (a connection error or a timeout, whose ``code`` is botocore's name for it).
+    """
+
+    def __init__(self, operation: str, code: str, message: str, status: int | None = None):
         self.operation = operation
         self.code = code
         self.message = message
+        self.status = status
         super().__init__(f"{operation} failed: {code}: {message}")
 
 
@@ -132,9 +160,19 @@ def make_session(endpoint: Endpoint) -> boto3.Session:
     return session
 
 
-def make_client(endpoint: Endpoint, *, poll: bool = False, session: boto3.Session | None = None):
+def make_client(
+    endpoint: Endpoint,
+    *,
+    session: boto3.Session | None = None,
+    poll: bool = False,
+    connect_timeout: float | None = None,
+    read_timeout: float | None = None,
+    max_attempts: int | None = None,
+):
     """An SWF client: ``poll=True`` for the long-poll calls, else for the rest.
 
+    ``connect_timeout``, ``read_timeout`` and ``max_attempts`` replace the
+    defaults of that kind of client (for a call that must fit a deadline).
     Build clients after ``fork()``, never before: a boto3 client holds a
     connection pool that must not be shared between processes.
     """
@@ -145,18 +183,76 @@ def make_client(endpoint: Endpoint, *, poll: bool = False, session: boto3.Sessio
     if region is None:
         raise ConfigError(f"no AWS region: {REGION_HELP}")
     if poll:
-        config = botocore.config.Config(
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=endpoint.poll_read_timeout,
-            retries={"total_max_attempts": 1, "mode": "standard"},
-        )
+        defaults = (CONNECT_TIMEOUT, endpoint.poll_read_timeout, 1)
     else:
-        config = botocore.config.Config(
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=CALL_READ_TIMEOUT,
-            retries={"total_max_attempts": CALL_MAX_ATTEMPTS, "mode": "standard"},
-        )
+        defaults = (CONNECT_TIMEOUT, CALL_READ_TIMEOUT, CALL_MAX_ATTEMPTS)
+    connect, read, attempts = (
+        default if value is None else value
+        for value, default in zip((connect_timeout, read_timeout, max_attempts), defaults, strict=True)
+    )
+    config = botocore.config.Config(
+        connect_timeout=connect,
+        read_timeout=read,
+        retries={"total_max_attempts": attempts, "mode": "standard"},
+    )
     return session.client("swf", region_name=region, endpoint_url=endpoint.endpoint_url or None, config=config)
+
+
+def _round_down(seconds: float) -> float:
+    """Whole seconds from 2 s up, quarters below: few distinct values, so few cached clients."""
+    return float(math.floor(seconds)) if seconds >= 2 else math.floor(seconds * 4) / 4
+
+
+def call_timeouts(budget: float) -> tuple[float, float]:
+    """The (connect, read) timeouts of one attempt that together fit in ``budget`` seconds.
+
+    Never longer than an ordinary call's, never shorter than the minimum
+    ones (so a budget under their sum gets the minimum, a little over it).
+    """
+    connect = max(MIN_CONNECT_TIMEOUT, _round_down(min(CONNECT_TIMEOUT, budget / 4)))
+    read = max(MIN_READ_TIMEOUT, _round_down(min(CALL_READ_TIMEOUT, budget - connect)))
+    return connect, read
+
+
+class Clients:
+    """The call clients of one endpoint, built from one session and kept per timeouts and attempts.
+
+    A client from a known session costs a few milliseconds, a session about
+    50: a call that must fit a deadline (a heartbeat, a respond near its
+    task's timeout) takes a one-attempt client whose timeouts fit it from
+    here. Safe to use from several threads (a session is not).
+    """
+
+    #: Far more than the distinct timeouts of :func:`call_timeouts`: a bound, not a working size.
+    MAX_CLIENTS = 64
+
+    def __init__(self, endpoint: Endpoint, session: boto3.Session | None = None):
+        self.endpoint = endpoint
+        self.session = session or make_session(endpoint)
+        self._clients: dict[tuple, object] = {}
+        self._lock = threading.Lock()
+
+    def get(self, *, connect_timeout: float, read_timeout: float, max_attempts: int = 1):
+        """A client with these timeouts and attempts, built once."""
+        key = (connect_timeout, read_timeout, max_attempts)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                if len(self._clients) >= self.MAX_CLIENTS:
+                    self._clients.pop(next(iter(self._clients)))
+                client = self._clients[key] = make_client(
+                    self.endpoint,
+                    session=self.session,
+                    connect_timeout=connect_timeout,
+                    read_timeout=read_timeout,
+                    max_attempts=max_attempts,
+                )
+            return client
+
+    def within(self, budget: float):
+        """A one-attempt client whose connect and read timeouts together fit in ``budget`` seconds."""
+        connect, read = call_timeouts(budget)
+        return self.get(connect_timeout=connect, read_timeout=read)
 
 
 def api_name(client, method: str) -> str:
@@ -170,7 +266,8 @@ def translate_error(exc: Exception, operation: str) -> CaravanError:
         error = exc.response.get("Error", {})
         code = error.get("Code") or "Unknown"
         message = error.get("Message") or exc.response.get("message") or "no message"
-        return SWFError(operation, code, one_line(message))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return SWFError(operation, code, one_line(message), status)
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return ConfigError(f"{operation}: no AWS credentials found: {CREDENTIALS_HELP}")
     if isinstance(exc, botocore.exceptions.PartialCredentialsError):
@@ -211,6 +308,42 @@ def error_code(exc: Exception) -> str | None:
     if isinstance(exc, botocore.exceptions.ClientError):
         return exc.response.get("Error", {}).get("Code")
     return None
+
+
+def is_retryable(exc: Exception) -> bool:
+    """True for an error that the same call may not meet again: throttling, a 5xx, the network.
+
+    Takes a botocore exception or the CaravanError made of one. Validation,
+    access denied, an unknown resource or a bad configuration are not
+    retryable: no later attempt can fix them.
+    """
+    if isinstance(exc, CONNECTION_ERRORS):
+        return True
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code = exc.response.get("Error", {}).get("Code")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    elif isinstance(exc, SWFError):
+        if isinstance(exc.__cause__, CONNECTION_ERRORS):
+            return True
+        code, status = exc.code, exc.status
+        # Made without its cause (a test, a copy): botocore's name of a network error.
+        if status is None and code in _CONNECTION_ERROR_NAMES:
+            return True
+    else:
+        return False
+    return code in THROTTLING_CODES or code in TRANSIENT_CODES or (status is not None and status >= 500)
+
+
+def _subclass_names(classes) -> frozenset[str]:
+    names, todo = set(), list(classes)
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return frozenset(names)
+
+
+_CONNECTION_ERROR_NAMES = _subclass_names(CONNECTION_ERRORS)
 
 
 def _drop_none(params: dict) -> dict:

@@ -6,12 +6,14 @@ import functools
 import http.server
 import json
 import threading
+import time
 
 import botocore.exceptions
 import botocore.retries.standard
 import botocore.session
 import pytest
 from botocore.stub import Stubber
+from stubs import ScriptedEndpoint
 
 from caravand import swf
 from caravand.swf import ConfigError, Endpoint, SWFError, UsageError
@@ -393,3 +395,122 @@ def test_with_in_process_moto(swf_client):
     with pytest.raises(SWFError) as info:
         swf.call(swf_client, "register_domain", name="D1", workflowExecutionRetentionPeriodInDays="1")
     assert info.value.code == "DomainAlreadyExistsFault"
+
+
+# -- calls that must fit a deadline: status, is_retryable, explicit timeouts, Clients
+
+
+def test_make_client_explicit_timeouts_and_attempts():
+    client = swf.make_client(Endpoint(region="eu-west-1"), connect_timeout=0.5, read_timeout=1.5, max_attempts=1)
+    config = client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (0.5, 1.5)
+    assert config.retries == {"total_max_attempts": 1, "mode": "standard"}
+    # Only what is given changes: a poll client keeps its long read.
+    poll = swf.make_client(Endpoint(region="eu-west-1"), poll=True, connect_timeout=1)
+    assert (poll.meta.config.connect_timeout, poll.meta.config.read_timeout) == (1, 70)
+    assert poll.meta.config.retries["total_max_attempts"] == 1
+
+
+def test_swf_error_status_from_the_answer():
+    exc = botocore.exceptions.ClientError(
+        {"Error": {"Code": "InternalFailure", "Message": "x"}, "ResponseMetadata": {"HTTPStatusCode": 503}},
+        "RespondActivityTaskCompleted",
+    )
+    assert swf.translate_error(exc, "RespondActivityTaskCompleted").status == 503
+    timeout = botocore.exceptions.ReadTimeoutError(endpoint_url="http://x")
+    assert swf.translate_error(timeout, "RecordActivityTaskHeartbeat").status is None
+    assert SWFError("Op", "Code", "m").status is None
+
+
+def client_error(code, status):
+    return botocore.exceptions.ClientError(
+        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op"
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "retryable"),
+    [
+        (client_error("ThrottlingException", 400), True),
+        (client_error("LimitExceededException", 400), True),
+        (client_error("LimitExceededFault", 400), True),
+        (client_error("InternalFailure", 500), True),
+        (client_error("ServiceUnavailable", 503), True),
+        (client_error("Whatever", 502), True),
+        (client_error("UnknownResourceFault", 400), False),
+        (client_error("ValidationException", 400), False),
+        (client_error("AccessDeniedException", 400), False),
+        (client_error("OperationNotPermittedFault", 400), False),
+        (botocore.exceptions.EndpointConnectionError(endpoint_url="http://x"), True),
+        (botocore.exceptions.ConnectTimeoutError(endpoint_url="http://x"), True),
+        (botocore.exceptions.ReadTimeoutError(endpoint_url="http://x"), True),
+        (botocore.exceptions.ConnectionClosedError(endpoint_url="http://x"), True),
+        (botocore.exceptions.NoCredentialsError(), False),
+        (ValueError("not botocore's"), False),
+    ],
+)
+def test_is_retryable(error, retryable):
+    assert swf.is_retryable(error) is retryable
+    # The same answer once translated, with its cause and without.
+    if isinstance(error, botocore.exceptions.BotoCoreError | botocore.exceptions.ClientError):
+        translated = swf.translate_error(error, "Op")
+        translated.__cause__ = error
+        assert swf.is_retryable(translated) is retryable
+        translated.__cause__ = None
+        assert swf.is_retryable(translated) is retryable
+
+
+def test_errors_no_retry_can_fix_are_not_retryable():
+    assert not swf.is_retryable(UsageError("bad decision"))
+    assert not swf.is_retryable(ConfigError("no credentials"))
+
+
+@pytest.mark.parametrize("budget", [0, 0.3, 0.75, 1, 1.9, 2, 3.7, 8, 12, 23.9, 24, 100, 1e6])
+def test_call_timeouts_fit_the_budget(budget):
+    connect, read = swf.call_timeouts(budget)
+    assert swf.MIN_CONNECT_TIMEOUT <= connect <= swf.CONNECT_TIMEOUT
+    assert swf.MIN_READ_TIMEOUT <= read <= swf.CALL_READ_TIMEOUT
+    if budget >= swf.MIN_CONNECT_TIMEOUT + swf.MIN_READ_TIMEOUT:
+        assert connect + read <= budget
+    if budget >= 24:
+        assert (connect, read) == (swf.CONNECT_TIMEOUT, swf.CALL_READ_TIMEOUT)
+
+
+def test_call_timeouts_take_few_distinct_values():
+    pairs = {swf.call_timeouts(budget / 100) for budget in range(0, 10000)}
+    assert len(pairs) <= 40  # so the cache of clients stays small
+
+
+def test_clients_are_cached_per_timeouts():
+    clients = swf.Clients(Endpoint(endpoint_url=NOWHERE, region="us-east-1"))
+    first = clients.within(8)
+    assert clients.within(8.4) is first  # same rounded timeouts
+    config = first.meta.config
+    assert (config.connect_timeout, config.read_timeout) == swf.call_timeouts(8) == (2.0, 6.0)
+    assert config.retries["total_max_attempts"] == 1
+    assert clients.within(1) is not first
+    assert clients.get(connect_timeout=2.0, read_timeout=6.0) is first
+    assert clients.get(connect_timeout=2.0, read_timeout=6.0, max_attempts=3) is not first
+
+
+def test_a_client_within_a_budget_gives_up_in_time_on_an_endpoint_that_never_answers():
+    with ScriptedEndpoint(then="hang") as server:
+        client = swf.Clients(server.endpoint()).within(0.8)
+        started = time.monotonic()
+        with pytest.raises(SWFError) as info:
+            swf.call(client, "record_activity_task_heartbeat", taskToken="t")
+        elapsed = time.monotonic() - started
+    assert info.value.code == "ReadTimeoutError" and swf.is_retryable(info.value)
+    assert server.operations() == ["RecordActivityTaskHeartbeat"]  # one attempt
+    assert elapsed < 0.8 + 0.3  # read timeout 0.5 s: a default client would wait 3 x 20 s
+
+
+def test_a_throttled_answer_on_the_wire_is_retryable():
+    with ScriptedEndpoint("throttle", "500") as server:
+        client = swf.Clients(server.endpoint()).within(4)
+        for code, status in (("ThrottlingException", 400), ("InternalFailure", 500)):
+            with pytest.raises(SWFError) as info:
+                swf.call(client, "respond_activity_task_completed", taskToken="t")
+            assert (info.value.code, info.value.status) == (code, status)
+            assert swf.is_retryable(info.value)
+    assert server.operations() == ["RespondActivityTaskCompleted"] * 2
