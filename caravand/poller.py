@@ -34,21 +34,19 @@ from caravand import swf
 
 log = logging.getLogger(__name__)
 
-#: Error codes that mean "slow down": throttling, or too many idle pollers.
-THROTTLING_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "ThrottledException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "LimitExceededFault",
-    }
-)
+#: Error codes that mean "slow down": throttling, or too many idle pollers (kept in swf, which retries them too).
+THROTTLING_CODES = swf.THROTTLING_CODES
 #: An empty poll quicker than this did not wait on the server like a long poll.
 FAST_EMPTY_POLL = 2.0
 #: ...and is followed by a pause that brings the cycle to about this long.
 MIN_EMPTY_CYCLE = 1.0
+#: A respond whose task has no known deadline is retried this long at most.
+RESPOND_UNKNOWN_DEADLINE = 600.0
+#: Pauses between the attempts of a respond: short at first, capped, with full jitter.
+RESPOND_BACKOFF_BASE = 0.25
+RESPOND_BACKOFF_CAP = 10.0
+#: Another respond attempt starts only with this much time left (the shortest timeouts a call gets).
+MIN_ATTEMPT = swf.MIN_CONNECT_TIMEOUT + swf.MIN_READ_TIMEOUT
 
 
 class Backoff:
@@ -123,6 +121,8 @@ class Poller:
     """
 
     kind = "poller"
+    #: The clients of calls that must fit a deadline (built in ``start()``; None: ``client`` serves).
+    clients: swf.Clients | None = None
 
     def __init__(
         self,
@@ -165,6 +165,7 @@ class Poller:
         """Build the clients (after fork; from ``session`` if given) and register the types if asked."""
         session = session or swf.make_session(self.endpoint)
         self.client = swf.make_client(self.endpoint, session=session)
+        self.clients = swf.Clients(self.endpoint, session)
         self.poll_client = swf.make_client(self.endpoint, poll=True, session=session)
         if self.register:
             self.register_types()
@@ -249,19 +250,57 @@ class Poller:
         if not self.stopping:
             self._sleep(delay)
 
-    def respond(self, task, method: str, outcome: str, **params) -> str:
-        """Answer SWF for ``task``; returns the outcome (``stale`` or ``respond-failed`` on refusal)."""
-        try:
-            swf.call(self.client, method, taskToken=task.token, **params)
-        except swf.CaravanError as exc:
-            # Not only SWFError: botocore refuses a malformed decision (UsageError)
-            # before sending it, and that must not end the loop either.
-            if isinstance(exc, swf.SWFError) and exc.code == "UnknownResourceFault":
-                log.warning("stale task: %r (%s)", task, exc.message)
+    def respond(self, task, method: str, outcome: str, *, deadline: float | None = None, **params) -> str:
+        """Answer SWF for ``task``; returns the outcome (``stale`` or ``respond-failed`` on refusal).
+
+        The answer carries finished work: throttling, 5xx and network errors
+        are retried (capped backoff, full jitter) until ``deadline`` (a
+        ``clock()`` time: the task's timeout, after which SWF would refuse
+        it anyway; None: unknown, at most RESPOND_UNKNOWN_DEADLINE). A stop
+        does not cut this short. Each attempt's timeouts fit in half the
+        time left, so that one more attempt always fits before the deadline.
+        """
+        if deadline is None:
+            deadline = self.clock() + RESPOND_UNKNOWN_DEADLINE
+        backoff = Backoff(base=RESPOND_BACKOFF_BASE, cap=RESPOND_BACKOFF_CAP, rng=self.rng)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                client = self.call_client((deadline - self.clock()) / 2)
+                swf.call(client, method, taskToken=task.token, **params)
+                return outcome
+            except swf.CaravanError as exc:
+                # Not only SWFError: botocore refuses a malformed decision (UsageError)
+                # before sending it, and that must not end the loop either.
+                error = exc
+            if isinstance(error, swf.SWFError) and error.code == "UnknownResourceFault":
+                log.warning("stale task: %r (%s)", task, error.message)
                 return "stale"
-            log.error("respond failed: %r: %s", task, exc)
-            return "respond-failed"
-        return outcome
+            if not swf.is_retryable(error):
+                log.error("respond failed: %r: %s", task, error)
+                return "respond-failed"
+            delay = backoff.next_delay()
+            if self.clock() + delay + MIN_ATTEMPT > deadline:
+                log.error("respond failed: %r: %s (%d attempts, the task's deadline is reached)", task, error, attempt)
+                return "respond-failed"
+            self._respond_retried(task, error, attempt, delay)
+
+    def call_client(self, budget: float):
+        """A one-attempt call client whose timeouts fit in ``budget`` seconds (``client`` if none was built)."""
+        if self.clients is None:
+            return self.client
+        return self.clients.within(budget)
+
+    def _respond_retried(self, task, error: swf.CaravanError, attempt: int, delay: float) -> None:
+        throttled = isinstance(error, swf.SWFError) and error.code in THROTTLING_CODES
+        self.stats["respond_throttled" if throttled else "respond_retries"] += 1
+        log.warning("respond failed: %r: %s (attempt %d, retry in %.2f s)", task, error, attempt, delay)
+        if self._sleep == self._wake.wait:
+            # Not the wake event: stop() sets it, and a stop must not turn these pauses into a hot loop.
+            time.sleep(delay)
+        else:
+            self._sleep(delay)
 
     def finish(self, task, outcome: str, started: float) -> None:
         self.stats[outcome] += 1
