@@ -7,20 +7,25 @@ JSON); raising fails it, with the exception as reason and the traceback's
 tail as details; raising :class:`ActivityCanceled` after a cancel request
 answers RespondActivityTaskCanceled.
 
-Long activities call ``self.task.heartbeat(details)``: it reports progress
-and returns True when the workflow asked for the task to be canceled (or the
-task is gone: timed out or closed). When the type has a heartbeat timeout,
-the worker also heartbeats by itself while ``run()`` is busy.
+Long activities call ``self.task.heartbeat(details)``: it records the
+progress and returns at once True when the workflow asked for the task to be
+canceled (or the task is gone: timed out or closed), as far as the last
+heartbeat told. The worker's heartbeat thread sends the latest details at
+its own pace. When the type has a heartbeat timeout, that thread also
+heartbeats by itself every third of it while ``run()`` is busy.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import random
 import threading
 import time
 
 from caravand import swf
+from caravand.poller import Backoff
 from caravand.workflow import truncate, type_registration
 
 log = logging.getLogger(__name__)
@@ -35,8 +40,26 @@ ACTIVITY_DEFAULTS = {
     "default_task_heartbeat_timeout": "defaultTaskHeartbeatTimeout",
 }
 
-#: Heartbeat at this fraction of the heartbeat timeout, and no more often.
-HEARTBEAT_FRACTION = 0.8
+#: Heartbeat at this fraction of the heartbeat timeout: a call that fails after
+#: its own timeouts can then be retried before SWF times the task out.
+HEARTBEAT_FRACTION = 1 / 3
+#: Details from run() go out at most this often; a type without heartbeat
+#: timeout sends nothing else, and only when run() asks.
+DETAILS_INTERVAL = 5.0
+#: How long the worker waits for the heartbeat thread (a call in flight) before it answers the task.
+HEARTBEAT_JOIN = 2.0
+#: Pauses between the retries of a failed heartbeat: full jitter over an
+#: exponential ceiling from an eighth of the interval (at most this base) up to
+#: half of it (at most this cap); never under half the base, so that a
+#: throttled account is not hammered by a run of short draws.
+RETRY_BASE = 1.0
+RETRY_CAP = 5.0
+#: ...and without a heartbeat timeout, where nothing presses.
+DETAILS_RETRY_CAP = 30.0
+#: Without a heartbeat timeout, a heartbeat call gets an ordinary call's timeouts.
+UNBOUNDED_BUDGET = swf.CONNECT_TIMEOUT + swf.CALL_READ_TIMEOUT
+#: Another attempt starts only with this much of the budget left (the shortest timeouts a call gets).
+MIN_ATTEMPT = swf.MIN_CONNECT_TIMEOUT + swf.MIN_READ_TIMEOUT
 
 
 class ActivityCanceled(Exception):
@@ -48,13 +71,17 @@ class ActivityCanceled(Exception):
 
 
 class ActivityTask:
-    """One activity task in hand: its input and a way to heartbeat.
+    """One activity task in hand: its input, and what its heartbeats learned.
 
-    ``heartbeat()`` is safe to call from ``run()`` while the worker's own
-    heartbeat thread runs: both go through one lock.
+    ``heartbeat()`` never calls SWF itself: it leaves the latest details for
+    the task's :class:`Heartbeater` and answers from what the last heartbeat
+    said, so ``run()`` never waits on the network. ``client_for(budget)``
+    gives a one-attempt client whose timeouts fit in ``budget`` seconds
+    (without it, ``client`` serves every call); ``clock`` is
+    ``time.monotonic`` but in tests.
     """
 
-    def __init__(self, data: dict, client=None):
+    def __init__(self, data: dict, client=None, *, client_for=None, clock=time.monotonic):
         self.raw = data
         self.token: str = data["taskToken"]
         self.activity_id: str = data["activityId"]
@@ -67,9 +94,19 @@ class ActivityTask:
         self.cancel_requested = False
         #: True once SWF said the task no longer exists (timed out, closed).
         self.lost = False
+        self.clock = clock
+        #: When the last heartbeat that SWF accepted was sent (at first: when the task came).
+        self.last_heartbeat = clock()
         self._client = client
+        self._client_for = client_for
+        # Guards the fields below and the flags above; never held across a call.
         self._lock = threading.Lock()
-        self.last_heartbeat = time.monotonic()
+        self._details: str | None = None
+        self._asked = 0  # heartbeat() calls so far
+        self._told = 0  # ...of which SWF has heard (the last accepted heartbeat carried them)
+        self._heartbeater: Heartbeater | None = None
+        self._on_demand = False  # start the heartbeater when run() first asks
+        self._closed = False  # heartbeats stopped for good: the task is being answered
 
     def __repr__(self):
         return (
@@ -82,65 +119,194 @@ class ActivityTask:
         """The input decoded as JSON (None when there is no input)."""
         return None if self.input is None else json.loads(self.input)
 
-    def heartbeat(self, details: str | None = None) -> bool:
-        """Tell SWF the task is alive; True means stop: cancel requested or task lost.
+    @property
+    def can_call(self) -> bool:
+        """False for a task made without a client (a test's): heartbeat() then only reports the flags."""
+        return self._client is not None or self._client_for is not None
 
-        ``details`` (progress, at most 2048 characters) shows in the history.
+    def heartbeat(self, details: str | None = None) -> bool:
+        """Report progress; True means stop: cancel requested or task lost (as last heard).
+
+        ``details`` (progress, at most 2048 characters: longer is cut) shows
+        in the history. Returns at once: the heartbeat thread sends the
+        latest details within a few seconds, and what SWF answers shows in
+        the next call's return value.
         """
-        if self._client is None:
-            return self.cancel_requested
         with self._lock:
-            if self.lost:
-                return True
-            try:
-                response = swf.call(
-                    self._client,
-                    "record_activity_task_heartbeat",
-                    taskToken=self.token,
-                    details=truncate(details, swf.MAX_HEARTBEAT_DETAILS),
-                )
-            except swf.SWFError as exc:
-                if exc.code == "UnknownResourceFault":
-                    log.warning("task lost: %r (%s)", self, exc.message)
-                    self.lost = True
-                    return True
-                # A failed heartbeat is not fatal: the next one may pass.
-                log.warning("heartbeat failed: %r (%s)", self, exc)
-                return self.cancel_requested
-            self.last_heartbeat = time.monotonic()
-            if response.get("cancelRequested") and not self.cancel_requested:
-                log.info("cancel requested: %r", self)
-                self.cancel_requested = True
-            return self.cancel_requested or self.lost
+            if details is not None:
+                self._details = truncate(details, swf.MAX_HEARTBEAT_DETAILS)
+            self._asked += 1
+            heartbeater = self._heartbeater
+            start = self._on_demand and heartbeater is not None and not self._closed
+            self._on_demand = self._on_demand and not start
+            stop = self.cancel_requested or self.lost
+        if start:
+            heartbeater.start()
+        elif heartbeater is not None:
+            heartbeater.wake()
+        return stop
+
+    def start_heartbeats(self, timeout: float | None) -> None:
+        """Heartbeat by ourselves every third of ``timeout`` s; with None, only when ``run()`` asks."""
+        if not self.can_call:
+            return
+        heartbeater = Heartbeater(self, timeout)
+        with self._lock:
+            self._heartbeater = heartbeater
+            self._on_demand = not timeout
+        if timeout:
+            heartbeater.start()
+
+    def stop_heartbeats(self, bound: float = HEARTBEAT_JOIN) -> None:
+        """No more heartbeats: wait up to ``bound`` s for a call in flight, then go on (before answering)."""
+        with self._lock:
+            self._closed = True
+            heartbeater = self._heartbeater
+        if heartbeater is not None and not heartbeater.stop(bound):
+            log.warning("heartbeat still in flight: %r (answering after %.1f s without it)", self, bound)
+
+    # -- for the Heartbeater
+
+    def pending(self) -> bool:
+        """True when run() asked for a heartbeat that SWF has not heard yet."""
+        with self._lock:
+            return self._asked > self._told
+
+    def call_client(self, budget: float):
+        return self._client_for(budget) if self._client_for is not None else self._client
+
+    def snapshot(self) -> tuple[int, str | None]:
+        """What a heartbeat sent now carries: run()'s requests so far and the latest details."""
+        with self._lock:
+            return self._asked, self._details
+
+    def heard(self, sent_at: float, asked: int, cancel_requested: bool) -> None:
+        """SWF accepted the heartbeat sent at ``sent_at`` that carried ``asked`` requests."""
+        with self._lock:
+            self.last_heartbeat = max(self.last_heartbeat, sent_at)
+            self._told = max(self._told, asked)
+            newly_canceled = cancel_requested and not self.cancel_requested
+            self.cancel_requested = self.cancel_requested or cancel_requested
+        if newly_canceled:
+            log.info("cancel requested: %r (heartbeats go on until it is answered)", self)
+
+    def forget(self, message: str) -> None:
+        """SWF no longer knows the task (timed out, closed): nothing more to send."""
+        with self._lock:
+            self.lost = True
+        log.warning("task lost: %r (%s)", self, message)
 
 
 class Heartbeater(threading.Thread):
-    """Heartbeats an ActivityTask every ``interval`` s unless ``run()`` just did."""
+    """The heartbeat thread of one task: keeps it alive and sends what ``run()`` reports.
 
-    def __init__(self, task: ActivityTask, interval: float):
+    With a heartbeat ``timeout``, a heartbeat goes out every third of it
+    (HEARTBEAT_FRACTION), measured from the last one SWF accepted. Each call
+    is one attempt whose timeouts fit in half the time left before the
+    timeout; a failed one is retried after a short jittered pause while the
+    budget lasts, then at the ordinary pace. Details from ``run()`` go out
+    at most every DETAILS_INTERVAL s. Heartbeats go on after a cancel
+    request (SWF's timeout still runs if the activity ignores it) and end
+    only when the task is gone or ``stop()`` is called. ``wait`` and ``rng``
+    are for tests (a fake clock comes with the task).
+    """
+
+    def __init__(self, task: ActivityTask, timeout: float | None, *, wait=None, rng=random.random):
         super().__init__(name=f"heartbeat-{task.activity_id}", daemon=True)
         self.task = task
-        self.interval = interval
+        self.timeout = timeout or None
+        self.interval = self.timeout * HEARTBEAT_FRACTION if self.timeout else None
+        self.clock = task.clock
         self.stopped = threading.Event()
+        self._wake = threading.Event()
+        self._wait = wait or self._wait_for_wake
+        if self.interval:
+            base = min(RETRY_BASE, self.interval / 8)
+            self.backoff = Backoff(base=base, cap=min(RETRY_CAP, self.interval / 2), rng=rng)
+        else:
+            self.backoff = Backoff(base=RETRY_BASE, cap=DETAILS_RETRY_CAP, rng=rng)
+        self.last_attempt = -math.inf
+        self.retry_at: float | None = None
 
     def run(self):
-        last_attempt = 0.0
-        while not self.stopped.wait(self._due_in(last_attempt)):
-            if time.monotonic() - self.task.last_heartbeat >= self.interval * 0.99:
-                last_attempt = time.monotonic()
-                if self.task.heartbeat():
-                    return
+        while not self.stopped.is_set() and not self.task.lost:
+            try:
+                self.step()
+            except Exception as exc:
+                # Never end silently: without this thread the task times out.
+                log.exception("heartbeat error: %r", self.task)
+                self.failed(exc)
 
-    def _due_in(self, last_attempt: float) -> float:
-        """Seconds to the next heartbeat; after a failed one, a quarter interval, not a hot retry."""
-        due = self.task.last_heartbeat + self.interval
-        if last_attempt > self.task.last_heartbeat:  # the last attempt failed
-            due = max(due, last_attempt + self.interval / 4)
-        return max(0.05, due - time.monotonic())
+    def step(self) -> None:
+        """One turn: wait until the next heartbeat is due (or run() asks), or send it if it is."""
+        due = self.next_due()
+        now = self.clock()
+        if due is None or due > now:
+            self._wait(None if due is None else due - now)
+        else:
+            self.beat()
 
-    def stop(self):
+    def next_due(self) -> float | None:
+        """When the next heartbeat goes out (None: when run() asks for one)."""
+        if self.retry_at is not None:
+            return self.retry_at
+        due = []
+        if self.interval:
+            due.append(self.task.last_heartbeat + self.interval)
+        if self.task.pending():
+            due.append(self.last_attempt + DETAILS_INTERVAL)
+        return min(due, default=None)
+
+    def budget(self, now: float) -> float:
+        """Seconds left before SWF times the task out (without a timeout: an ordinary call's)."""
+        if not self.timeout:
+            return UNBOUNDED_BUDGET
+        return self.task.last_heartbeat + self.timeout - now
+
+    def beat(self) -> None:
+        """Send one heartbeat, as one attempt that leaves time for another."""
+        sent_at = self.last_attempt = self.clock()
+        asked, details = self.task.snapshot()
+        budget = self.budget(sent_at)
+        try:
+            client = self.task.call_client(budget / 2 if self.timeout else budget)
+            response = swf.call(client, "record_activity_task_heartbeat", taskToken=self.task.token, details=details)
+        except swf.CaravanError as exc:
+            if isinstance(exc, swf.SWFError) and exc.code == "UnknownResourceFault":
+                self.task.forget(exc.message)
+                return
+            self.failed(exc)
+            return
+        self.retry_at = None
+        self.backoff.reset()
+        self.task.heard(sent_at, asked, bool(response.get("cancelRequested")))
+
+    def failed(self, error: Exception) -> None:
+        """Retry soon while the budget lasts; past it, at the ordinary pace, to learn the task's fate."""
+        now = self.clock()
+        left = self.budget(now)
+        delay = max(self.backoff.base / 2, self.backoff.next_delay())
+        if self.interval and delay + MIN_ATTEMPT > left:
+            delay = max(delay, self.interval)
+        self.retry_at = now + delay
+        log.warning("heartbeat failed: %r (%s; %.1f s left, retry in %.2f s)", self.task, error, left, delay)
+
+    def wake(self) -> None:
+        """run() has news: look again at what is due."""
+        self._wake.set()
+
+    def _wait_for_wake(self, seconds: float | None) -> None:
+        self._wake.wait(seconds)
+        self._wake.clear()
+
+    def stop(self, bound: float | None = HEARTBEAT_JOIN) -> bool:
+        """End the thread; True if it ended within ``bound`` s (a call in flight may hold it)."""
         self.stopped.set()
-        self.join()
+        self._wake.set()
+        if self.ident is None:  # never started
+            return True
+        self.join(bound)
+        return not self.is_alive()
 
 
 class Activity:
@@ -193,15 +359,20 @@ class Activity:
         return type_registration(cls, ACTIVITY_DEFAULTS)
 
     @classmethod
-    def heartbeat_interval(cls) -> float | None:
-        """Seconds between automatic heartbeats, or None when the type has no heartbeat timeout."""
+    def heartbeat_timeout_seconds(cls) -> float | None:
+        """The type's heartbeat timeout in seconds, or None when it has none."""
         timeout = cls.default_task_heartbeat_timeout
         if timeout is None or str(timeout).upper() == "NONE":
             return None
+        return float(timeout) if float(timeout) > 0 else None
+
+    @classmethod
+    def heartbeat_interval(cls) -> float | None:
+        """Seconds between automatic heartbeats, or None when the type has no heartbeat timeout."""
+        timeout = cls.heartbeat_timeout_seconds()
         # No floor: SWF's timeouts are whole seconds, and a floor of 1 s would
         # miss every deadline of a 1 s heartbeat timeout.
-        interval = float(timeout) * HEARTBEAT_FRACTION
-        return interval if interval > 0 else None
+        return None if timeout is None else timeout * HEARTBEAT_FRACTION
 
     @classmethod
     def start_to_close_seconds(cls) -> float | None:

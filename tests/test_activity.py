@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from botocore.stub import Stubber
@@ -63,27 +62,36 @@ def test_heartbeat_without_a_client_only_reports_the_flag():
     assert task.heartbeat() is True
 
 
-def test_heartbeat_returns_cancel_requested(stubbed):
-    client, stub = stubbed
-    stub.add_response("record_activity_task_heartbeat", {"cancelRequested": False}, {"taskToken": "token-1"})
-    stub.add_response(
-        "record_activity_task_heartbeat", {"cancelRequested": False}, {"taskToken": "token-1", "details": "50%"}
+def record_calls(client) -> list[dict]:
+    """The params of every heartbeat the client sends, as they go."""
+    calls: list[dict] = []
+    client.meta.events.register_first(
+        "before-parameter-build.swf.RecordActivityTaskHeartbeat", lambda params, **kwargs: calls.append(dict(params))
     )
+    return calls
+
+
+def test_heartbeat_records_and_returns_at_once_the_thread_sends(stubbed):
+    """heartbeat() makes no call: run() never waits on the network; one heartbeat carries the latest details."""
+    client, stub = stubbed
+    calls = record_calls(client)
+    task = ActivityTask(task_data(), client)
+    assert task.heartbeat("50%") is False
+    assert task.heartbeat("60%") is False
+    assert calls == []  # before: one call each, with a lock held across it
+    assert task.pending()
+
     stub.add_response(
         "record_activity_task_heartbeat", {"cancelRequested": True}, {"taskToken": "token-1", "details": "60%"}
     )
-    stub.add_response("record_activity_task_heartbeat", {"cancelRequested": False}, {"taskToken": "token-1"})
-    task = ActivityTask(task_data(), client)
     before = task.last_heartbeat
-
-    assert task.heartbeat() is False  # no details: the parameter is left out
+    Heartbeater(task, None).beat()
+    assert not task.pending()
     assert task.last_heartbeat >= before
-    assert task.heartbeat("50%") is False
-    assert task.heartbeat("60%") is True
-    assert task.cancel_requested
-    # Once asked to cancel, the answer stays True.
+    # What that heartbeat learned shows in the next call, and stays.
     assert task.heartbeat() is True
-    assert not task.lost
+    assert task.heartbeat("70%") is True
+    assert task.cancel_requested and not task.lost
 
 
 def test_heartbeat_details_are_cut_to_2048(stubbed):
@@ -94,7 +102,9 @@ def test_heartbeat_details_are_cut_to_2048(stubbed):
         {"cancelRequested": False},
         {"taskToken": "token-1", "details": activity.truncate(details, 2048)},
     )
-    assert ActivityTask(task_data(), client).heartbeat(details) is False
+    task = ActivityTask(task_data(), client)
+    assert task.heartbeat(details) is False
+    Heartbeater(task, None).beat()
     assert len(activity.truncate(details, 2048)) == 2048
 
 
@@ -104,11 +114,13 @@ def test_heartbeat_unknown_resource_means_lost(stubbed):
         "record_activity_task_heartbeat", service_error_code="UnknownResourceFault", service_message="Unknown task"
     )
     task = ActivityTask(task_data(), client)
-    assert task.heartbeat("x") is True
+    beater = Heartbeater(task, 30.0)
+    beater.beat()
     assert task.lost
     assert not task.cancel_requested
-    # A lost task sends nothing more (the Stubber has no response queued).
     assert task.heartbeat("y") is True
+    # A lost task sends nothing more: the thread ends (the Stubber has no response queued).
+    beater.run()
 
 
 @pytest.mark.parametrize(
@@ -120,34 +132,23 @@ def test_heartbeat_other_errors_are_not_fatal(stubbed, code, status):
     stub.add_client_error("record_activity_task_heartbeat", service_error_code=code, http_status_code=status)
     stub.add_response("record_activity_task_heartbeat", {"cancelRequested": True})
     task = ActivityTask(task_data(), client)
+    beater = Heartbeater(task, 30.0)
     before = task.last_heartbeat
-    assert task.heartbeat() is False
+    beater.beat()
     assert not task.lost and not task.cancel_requested
     assert task.last_heartbeat == before  # a failed heartbeat does not count
-    # The next one goes through.
+    assert beater.retry_at is not None  # ...and is retried soon
+    beater.beat()  # the next one goes through
     assert task.heartbeat() is True
+    assert beater.retry_at is None
 
 
-def test_heartbeater_stops_by_itself_when_cancel_is_requested(stubbed):
-    client, stub = stubbed
-    calls = []
-    seen = threading.Event()
-
-    def record(**kwargs):
-        calls.append(kwargs["params"])
-        seen.set()
-
-    client.meta.events.register_first("before-parameter-build.swf.RecordActivityTaskHeartbeat", record)
-    stub.add_response("record_activity_task_heartbeat", {"cancelRequested": True})
-    task = ActivityTask(task_data(), client)
-    heartbeater = Heartbeater(task, interval=0.05)
-    heartbeater.start()
-    assert seen.wait(5), "no automatic heartbeat"
-    heartbeater.join(5)
-    assert not heartbeater.is_alive(), "the heartbeat thread goes on after a cancel request"
-    assert task.cancel_requested
-    assert calls == [{"taskToken": "token-1"}]
-    heartbeater.stop()  # safe after the thread ended
+def test_start_heartbeats_without_a_client_starts_nothing():
+    task = ActivityTask(task_data())
+    task.start_heartbeats(3.0)
+    assert task.heartbeat("x") is False
+    task.stop_heartbeats()
+    assert not [t for t in threading.enumerate() if t.name == "heartbeat-a1"]
 
 
 def test_activity_canceled():
@@ -204,9 +205,9 @@ def test_activity_registration_params():
 
 @pytest.mark.parametrize(
     ("timeout", "interval"),
-    [("NONE", None), ("none", None), (None, None), ("10", 8.0), ("2", 1.6), (30, 24.0), ("1", 0.8)],
+    [("NONE", None), ("none", None), (None, None), ("0", None), ("10", 10 / 3), ("2", 2 / 3), (30, 10.0), ("1", 1 / 3)],
 )
-def test_heartbeat_interval_is_0_8_of_the_timeout(timeout, interval):
+def test_heartbeat_interval_is_a_third_of_the_timeout(timeout, interval):
     class Beating(Activity):
         name = "Beating"
         version = "1"
@@ -214,10 +215,12 @@ def test_heartbeat_interval_is_0_8_of_the_timeout(timeout, interval):
 
     if interval is None:
         assert Beating.heartbeat_interval() is None
+        assert Beating.heartbeat_timeout_seconds() is None
     else:
+        assert Beating.heartbeat_timeout_seconds() == float(timeout)
         assert Beating.heartbeat_interval() == pytest.approx(interval)
-        # Always strictly inside the timeout, or SWF times the task out.
-        assert Beating.heartbeat_interval() < float(timeout)
+        # Two more heartbeats fit before the timeout: one may fail and be retried.
+        assert Beating.heartbeat_interval() * 3 <= float(timeout) + 1e-9
 
 
 def test_start_to_close_seconds():
@@ -242,24 +245,3 @@ def test_activity_run_reads_its_task():
 
     with pytest.raises(NotImplementedError, match="NotWritten.run"):
         NotWritten(ActivityTask(task_data())).run()
-
-
-def test_heartbeater_waits_a_quarter_interval_after_a_failed_heartbeat():
-    """A failed heartbeat is retried after interval/4, not in a hot loop."""
-    from caravand.activity import Heartbeater
-
-    task = ActivityTask(
-        {
-            "taskToken": "t",
-            "activityId": "a",
-            "activityType": {"name": "A", "version": "1"},
-            "workflowExecution": {"workflowId": "w", "runId": "r"},
-        }
-    )
-    beater = Heartbeater(task, interval=8.0)
-    now = time.monotonic()
-    task.last_heartbeat = now - 20  # long overdue
-    assert beater._due_in(0.0) == pytest.approx(0.05)  # never tried: at once
-    assert beater._due_in(now) == pytest.approx(2.0, abs=0.1)  # just failed: 8 / 4
-    task.last_heartbeat = now  # it succeeded
-    assert beater._due_in(now - 1) == pytest.approx(8.0, abs=0.1)

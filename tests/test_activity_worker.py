@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
-from stubs import FakeTime, RecordingHooks, StubbedPoller
+from stubs import FakeTime, RecordingHooks, ScriptedClient, ScriptedEndpoint, StubbedPoller, client_error
 
-from caravand import Activity, ActivityCanceled, Workflow, activity, swf
+from caravand import Activity, ActivityCanceled, ActivityTask, Workflow, activity, swf
 from caravand.activity_worker import ActivityWorker, encode_result
 from caravand.decider import Decider
 
@@ -63,14 +64,17 @@ class Failing(Activity):
 
 
 class Cancelable(Activity):
-    """Heartbeats once by hand; acknowledges a cancel request."""
+    """Reports progress by hand until a heartbeat says stop (5 s at most); acknowledges the cancel request."""
 
     name = "Cancelable"
     version = "1.0"
 
     def run(self):
-        if self.task.heartbeat("50%"):
-            raise ActivityCanceled("stopped at 50%")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if self.task.heartbeat("50%"):
+                raise ActivityCanceled("stopped at 50%")
+            time.sleep(0.005)
         return "finished"
 
 
@@ -105,6 +109,18 @@ class Harness(StubbedPoller):
 
 def heartbeat_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("heartbeat-")]
+
+
+class RecordingClients:
+    """Stands for a poller's ``swf.Clients``: records each budget asked for and answers with one (stubbed) client."""
+
+    def __init__(self, client):
+        self.client = client
+        self.budgets: list[float] = []
+
+    def within(self, budget: float):
+        self.budgets.append(budget)
+        return self.client
 
 
 # -- moto, in process
@@ -266,14 +282,41 @@ def test_activity_canceled_answers_canceled():
     h.assert_done()
 
 
-def test_manual_heartbeat_without_cancel_goes_on():
-    h = Harness([Cancelable])
+def test_manual_heartbeats_are_coalesced_and_never_wait_on_the_network():
+    sent = threading.Event()
+
+    class Reporting(Activity):
+        """Reports progress by hand: once, then (after it went out) a thousand times more."""
+
+        name = "Reporting"
+        version = "1.0"
+
+        def run(self):
+            assert self.task.heartbeat("started") is False
+            assert sent.wait(5), "the heartbeat thread did not send the details"
+            began = time.monotonic()
+            answers = {self.task.heartbeat(f"{n} done") for n in range(1000)}
+            return {"answers": sorted(answers), "fast": time.monotonic() - began < 0.5}
+
+    h = Harness([Reporting])
+    heartbeats = []  # every call, even one the Stubber refuses before its hooks run
+    send = h.worker.client.record_activity_task_heartbeat
+
+    def counted(**params):
+        heartbeats.append(params)
+        sent.set()
+        return send(**params)
+
+    h.worker.client.record_activity_task_heartbeat = counted
     h.stub.add_response("record_activity_task_heartbeat", {"cancelRequested": False})
     h.stub.add_response("respond_activity_task_completed", {})
-    assert h.run_task(name="Cancelable") == (
-        "RespondActivityTaskCompleted",
-        {"taskToken": "token-1", "result": "finished"},
-    )
+    name, params = h.run_task(name="Reporting")
+    assert (name, json.loads(params["result"])) == ("RespondActivityTaskCompleted", {"answers": [False], "fast": True})
+    assert heartbeats == [{"taskToken": "token-1", "details": "started"}]  # before: 1001 calls
+    # One call carried the details; the thousand that came within DETAILS_INTERVAL waited for the next.
+    assert h.calls[1] == ("RecordActivityTaskHeartbeat", {"taskToken": "token-1", "details": "started"})
+    assert h.names() == ["PollForActivityTask", "RecordActivityTaskHeartbeat", "RespondActivityTaskCompleted"]
+    assert heartbeat_threads() == []
     h.assert_done()
 
 
@@ -357,9 +400,14 @@ def test_automatic_heartbeats_while_run_is_busy(monkeypatch):
     h.stub.add_response("record_activity_task_heartbeat", {"cancelRequested": False})
     h.stub.add_response("respond_activity_task_completed", {})
 
+    clients = h.worker.clients = RecordingClients(h.worker.client)
     name, params = h.run_task(name="Patient")
 
     assert (name, params["result"]) == ("RespondActivityTaskCompleted", '{"heartbeat_seen": true}')
+    # The heartbeat's one attempt fits in half of what was left of the 2 s timeout (about 1.9 s).
+    heartbeat_budget, respond_budget = clients.budgets
+    assert 0.5 < heartbeat_budget <= (2 - 0.1) / 2
+    assert respond_budget == 300 / 2  # the respond's: half the time to the task's start-to-close deadline
     assert h.names()[:3] == ["PollForActivityTask", "RecordActivityTaskHeartbeat", "RespondActivityTaskCompleted"]
     assert h.calls[1][1] == {"taskToken": "token-1"}
     assert Patient.threads == ["heartbeat-a1"]
@@ -422,6 +470,80 @@ def test_fail_task_in_hand_answers_once():
     assert h.worker.task is None
     assert h.worker.fail_task_in_hand() is False
     h.assert_done()
+
+
+def hand(worker: ActivityWorker, **kwargs) -> ActivityTask:
+    """Put a task in the worker's hand, as if run() were busy with it."""
+    task = ActivityTask(task_response(**kwargs))
+    worker.task, worker._answered = task, False
+    return task
+
+
+def test_fail_task_in_hand_is_retried_when_throttled():
+    """A stop's RespondActivityTaskFailed meets throttling, then a 500: retried, it gets through (before: lost)."""
+    h = Harness([Echo])
+    hand(h.worker)
+    h.stub.add_client_error("respond_activity_task_failed", service_error_code="ThrottlingException")
+    h.stub.add_client_error("respond_activity_task_failed", service_error_code="InternalFailure", http_status_code=500)
+    h.stub.add_response("respond_activity_task_failed", {})
+    assert h.worker.fail_task_in_hand() is True
+    assert h.names() == ["RespondActivityTaskFailed"] * 3
+    assert h.fake.sleeps == [0.25, 0.5]  # capped backoff, full jitter (drawn at 1.0 here)
+    h.assert_done()
+
+
+def test_fail_task_in_hand_keeps_to_its_budget():
+    h = Harness([Echo])
+    hand(h.worker)
+    times = []
+    h.worker.client = ScriptedClient(
+        then=lambda params: times.append(h.fake.now) or client_error("ThrottlingException")
+    )
+    clients = h.worker.clients = RecordingClients(h.worker.client)
+    started = h.fake.now
+    assert h.worker.fail_task_in_hand(budget=8.0) is False
+    assert h.fake.now - started <= 8.0
+    assert len(times) >= 4  # retried while the budget lasted
+    for at, budget in zip(times, clients.budgets, strict=True):
+        assert budget <= (started + 8.0 - at) / 2 + 1e-9  # each attempt's timeouts fit half of what is left
+
+
+def test_fail_task_in_hand_never_outlives_its_budget_on_an_endpoint_that_never_answers():
+    with ScriptedEndpoint(then="hang") as server:
+        worker = ActivityWorker(server.endpoint(), "D", "acts", [Echo], register=False, identity="worker-1")
+        worker.start()
+        hand(worker)
+        began = time.monotonic()
+        assert worker.fail_task_in_hand(budget=0.9) is False
+        elapsed = time.monotonic() - began
+    assert elapsed < 0.9 + 0.3  # before: 3 attempts of 4 s connect + 20 s read
+    assert server.operations() == ["RespondActivityTaskFailed"]
+
+
+def test_fail_task_in_hand_on_the_wire_through_throttling_and_a_500():
+    with ScriptedEndpoint("throttle", "500") as server:
+        worker = ActivityWorker(server.endpoint(), "D", "acts", [Echo], register=False, rng=lambda: 0.1)
+        worker.start()
+        hand(worker)
+        assert worker.fail_task_in_hand(budget=3.0) is True
+    assert server.operations() == ["RespondActivityTaskFailed"] * 3
+    assert server.requests[-1][2]["reason"] == "worker-shutdown"
+
+
+def test_a_failed_answer_is_retried_until_the_tasks_deadline():
+    """Completing meets throttling for good: retried until start-to-close (300 s), not dropped after 3 tries."""
+    h = Harness([Echo])
+    times = []
+    h.worker.client = ScriptedClient(
+        then=lambda params: times.append(h.fake.now) or client_error("ThrottlingException")
+    )
+    h.add_task(input="str")
+    assert h.worker.run_once() is True
+    assert h.hooks.outcomes() == ["respond-failed"]
+    assert len(times) > 10
+    assert times[-1] <= 1000.0 + 300
+    assert h.fake.now <= 1000.0 + 300
+    assert h.worker.stats["respond_throttled"] == len(times) - 1
 
 
 def test_stop_during_a_task_completes_it_then_returns():
