@@ -30,21 +30,35 @@ class PidFile:
 
     def acquire(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
-        try:
-            os.makedirs(directory, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise ConfigError(f"pidfile {self.path}: {exc.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        while True:
+            try:
+                os.makedirs(directory, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise ConfigError(f"pidfile {self.path}: {exc.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                other = os.read(fd, 32).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise AlreadyRunning(f"{self.path} is locked: caravand already runs (pid {other})") from None
+            if self._still_at_path(fd):
+                break
+            # The master that held it unlinked it between our open and our
+            # lock: we hold a file nobody else can find. Take the path's own.
             os.close(fd)
-            raise AlreadyRunning(f"{self.path} is locked: caravand already runs (pid {other})") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         os.fsync(fd)
         self.fd = fd
+
+    def _still_at_path(self, fd: int) -> bool:
+        try:
+            here = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(fd)
+        return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
 
     def release(self) -> None:
         if self.fd is None:

@@ -80,3 +80,34 @@ def test_stale_file_does_not_block(tmp_path):
     with PidFile(str(path)):
         assert path.read_text() == f"{os.getpid()}\n"  # truncated, not overwritten in part
     assert not path.exists()
+
+
+def test_a_pidfile_unlinked_while_we_lock_it_is_not_taken_for_ours(tmp_path, monkeypatch):
+    """The old master unlinks its file after our open and before our lock: we must lock the path's file.
+
+    Else we hold an unlinked file, and a third master creates a new one and
+    runs beside us.
+    """
+    from caravand import pidfile as module
+
+    path = tmp_path / "caravand.pid"
+    old = PidFile(str(path))
+    old.acquire()
+    real_flock = module.fcntl.flock
+    calls = []
+
+    def flock_after_the_old_master_left(fd, operation):
+        calls.append(fd)
+        if len(calls) == 1:
+            old.release()  # between our open() and our flock()
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(module.fcntl, "flock", flock_after_the_old_master_left)
+    new = PidFile(str(path))
+    new.acquire()
+    try:
+        assert len(calls) == 2  # it noticed, and locked the path's own file
+        assert os.stat(path).st_ino == os.fstat(new.fd).st_ino
+        assert path.read_text() == f"{os.getpid()}\n"
+    finally:
+        new.release()
