@@ -65,6 +65,27 @@ def parse_poll_timeout(value: str) -> float:
     return number
 
 
+#: A stopping child gets SIGALRM this long before its SIGKILL, to fail a task
+#: still in hand with one RespondActivityTaskFailed that may be throttled or
+#: reconnecting (see caravand.master); a stop's deadline must leave it room.
+ALARM_MARGIN = 10.0
+
+_SWF_NAME_FORBIDDEN = re.compile(r"[:/|\x00-\x1f\x7f-\x9f]")
+
+
+def parse_swf_name(value: str) -> str:
+    """A domain or task list name as SWF accepts it (RegisterDomain's and TaskList's rules)."""
+    value = parse_required(value)
+    if len(value) > 256:
+        raise ValueError("SWF names are at most 256 characters")
+    bad = _SWF_NAME_FORBIDDEN.search(value)
+    if bad:
+        raise ValueError(f"SWF names may not contain {bad.group()!r} (nor ':', '/', '|' or control characters)")
+    if value == "arn":
+        raise ValueError("SWF refuses the literal name 'arn'")
+    return value
+
+
 def parse_endpoint_url(value: str) -> str:
     value = value.strip()
     if value and value != EMBEDDED and not re.match(r"^https?://[^\s/]+", value):
@@ -252,8 +273,8 @@ def parse_required(value: str) -> str:
 
 
 POOL_SETTINGS = (
-    Setting("domain", parse_required, "", "SWF domain of the pool's task list"),
-    Setting("task_list", parse_required, "", "the task list its children poll"),
+    Setting("domain", parse_swf_name, "", "SWF domain of the pool's task list"),
+    Setting("task_list", parse_swf_name, "", "the task list its children poll"),
     Setting("processes", parse_count, "1", "how many child processes poll it"),
     Setting("max_tasks", parse_count, "0", "recycle a child after this many tasks (0: never)"),
     Setting("max_tasks_jitter", parse_count, "0", "add up to this many to max_tasks, per child"),
@@ -436,6 +457,22 @@ def parse_pool(path: str, loader: ConfigLoader, section: str, overrides: dict) -
     )
 
 
+def check_graceful_timeout(path: str, master: MasterSpec) -> None:
+    """A stop must let a held poll end by itself: SWF may hand a task to a poll the client dropped.
+
+    So graceful_timeout covers the poll's read timeout and then the margin
+    in which a task still in hand is failed (so that SWF retries it at once).
+    """
+    read_timeout = master.endpoint().poll_read_timeout
+    minimum = read_timeout + ALARM_MARGIN
+    if master.graceful_timeout < minimum:
+        raise ConfigError(
+            f"{path}: [{MASTER_SECTION}] graceful_timeout = {master.graceful_timeout:g}: at least {minimum:g} s "
+            f"(a poll's read timeout, {read_timeout:g} s, then {ALARM_MARGIN:g} s to fail a task in hand); "
+            f"a shorter stop would cut polls that SWF may still hand a task to"
+        )
+
+
 def load(path: str, overrides: dict[str, str] | None = None) -> Config:
     """Read and validate a whole caravan.ini; ConfigError (exit 78) at the first problem."""
     overrides = dict(overrides or {})
@@ -450,6 +487,7 @@ def load(path: str, overrides: dict[str, str] | None = None) -> Config:
         path, loader, MASTER_SECTION, MASTER_SETTINGS, {k: v for k, v in overrides.items() if k in master_names}
     )
     master = MasterSpec(path=os.path.abspath(path), **master_values)
+    check_graceful_timeout(path, master)
     pools = {}
     for section in loader.parser.sections():
         if not section.startswith(POOL_PREFIX):

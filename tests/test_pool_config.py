@@ -221,10 +221,10 @@ def test_overrides_set_master_settings_and_variables(tmp_path):
         modules = caravand.examples.demo
         """,
     )
-    overrides = config.split_overrides(path, ["graceful_timeout=5", "dom=Other", "spaced = a=b "])
-    assert overrides == {"graceful_timeout": "5", "dom": "Other", "spaced": " a=b "}
+    overrides = config.split_overrides(path, ["graceful_timeout=95", "dom=Other", "spaced = a=b "])
+    assert overrides == {"graceful_timeout": "95", "dom": "Other", "spaced": " a=b "}
     cfg = config.load(path, overrides)
-    assert cfg.master.graceful_timeout == 5.0  # the command line wins over [caravand]
+    assert cfg.master.graceful_timeout == 95.0  # the command line wins over [caravand]
     assert cfg.pools["p"].domain == "Other"  # other names become %(name)s variables
     assert cfg.overrides == overrides
     # A bad value in an override is reported like one in the file.
@@ -573,3 +573,59 @@ def test_an_unusable_pidfile_path_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as info:
         PidFile(os.devnull + "/caravand.pid").acquire()
     assert info.value.exit_code == 78 and "pidfile /dev/null/caravand.pid" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("master", "minimum"),
+    [
+        ("graceful_timeout = 30", "80"),  # the README's and etc/caravan-local.ini's old value
+        ("graceful_timeout = 79.5", "80"),
+        ("poll_timeout = 20\ngraceful_timeout = 39", "40"),
+        ("poll_timeout = 1\ngraceful_timeout = 20", "21"),
+    ],
+)
+def test_graceful_timeout_below_a_held_poll_and_the_alarm_margin_is_refused(tmp_path, master, minimum):
+    """A TERM must never cut a held poll: SWF may still hand it a task, which then waits for its timeout."""
+    path = write_ini(tmp_path, MASTER.replace("[caravand]", f"[caravand]\n{master}") + DECIDER)
+    message = config_error(path)
+    assert "[caravand] graceful_timeout" in message and f"at least {minimum} s" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "master", ["graceful_timeout = 80", "poll_timeout = 1\ngraceful_timeout = 21", "poll_timeout = 60"]
+)
+def test_graceful_timeout_that_covers_a_held_poll_is_taken(tmp_path, master):
+    path = write_ini(tmp_path, MASTER.replace("[caravand]", f"[caravand]\n{master}") + DECIDER)
+    cfg = config.load(path)
+    assert cfg.master.graceful_timeout >= cfg.master.endpoint().poll_read_timeout + config.ALARM_MARGIN
+
+
+def test_graceful_timeout_override_is_checked_too(tmp_path):
+    path = write_ini(tmp_path, MASTER + DECIDER)
+    assert "graceful_timeout = 30: at least 80 s" in config_error(path, {"graceful_timeout": "30"})
+
+
+@pytest.mark.parametrize("value", ["61", "0", "soon"])
+def test_poll_timeout_out_of_range_is_refused(tmp_path, value):
+    path = write_ini(tmp_path, MASTER.replace("[caravand]", f"[caravand]\npoll_timeout = {value}") + DECIDER)
+    assert f"[caravand] poll_timeout = '{value}'" in config_error(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "why"),
+    [
+        ("domain", "orders:eu", "':'"),
+        ("domain", "a/b", "'/'"),
+        ("task_list", "x|y", "'|'"),
+        ("task_list", "bell\x07here", "control"),
+        ("domain", "arn", "'arn'"),
+        ("task_list", "t" * 257, "256"),
+    ],
+)
+def test_domain_and_task_list_names_follow_swf_rules(tmp_path, key, value, why):
+    pool = DECIDER.replace(f"{key} = ", f"{key} = {value}\n#", 1)
+    path = write_ini(tmp_path, MASTER + pool)
+    message = config_error(path)
+    assert f"[pool:demo-decider] {key}" in message, message
+    assert why in message
