@@ -3,21 +3,30 @@
 The child speaks one line at a time over its pipe to the master (each line
 is shorter than PIPE_BUF, so writes from its two threads never interleave):
 
-- ``BOOTED`` once its poller is built and its types registered;
-- ``POLLING <deadline>`` / ``WORKING <deadline>`` / ``IDLE``: what it does,
-  with the monotonic time by which it will be done (``-`` for none; the
-  monotonic clock is one for all processes of the machine);
+- ``BOOTED`` once its poller is built (its types are registered by the
+  master's registrar, not by each child);
+- ``POLLING <deadline>`` / ``PAGING <deadline>`` / ``WORKING <deadline>`` /
+  ``IDLE``: what it does, with the monotonic time by which it will be done
+  (``-`` for none; the monotonic clock is one for all processes of the
+  machine). PAGING: reading the further pages of a decision task's history,
+  each with a fresh deadline (a task that came late in a held poll is not
+  bound by the poll's);
 - ``DONE <outcome>`` after each task (the master counts them for max_tasks);
+- ``FAILED <reason>`` just before it exits as a failed start: it could not
+  boot, or its polls keep failing with an error no retry can fix;
 - ``BEAT`` every few seconds from a thread, whatever the main thread does.
 
 Signals: TERM stops after the poll in flight and the task in hand; ALRM,
-which the master sends shortly before its SIGKILL when a stop's deadline
-comes, fails a task still in hand with ``worker-shutdown`` (so SWF retries
-it at once) and exits; QUIT abandons the long poll if no task is in hand,
-else stops after the task; INT and HUP are the master's business and
-ignored; USR1 reopens log files. The child dies with the master: the kernel
-sends it SIGUSR2 (PR_SET_PDEATHSIG; the beat thread's parent check where
-that is missing) and it stops as on QUIT, with its own short deadline.
+which the master sends ALARM_MARGIN before its SIGKILL when a stop's
+deadline comes, fails a task still in hand with ``worker-shutdown`` (so SWF
+retries it at once) and exits; QUIT abandons the long poll if no task is in
+hand (SWF may then hand a task to the dropped poll: it waits for its
+timeout; that is the price of a fast stop), else stops after the task; INT
+and HUP are the master's business and ignored; USR1 reopens log files. The
+child never outlives the master for long: the kernel sends it SIGUSR2
+(PR_SET_PDEATHSIG; the beat thread's parent check where that is missing),
+and it stops as on TERM, with its own deadline that lets the poll in
+flight end by itself (a poll dropped now could still be handed a task).
 """
 
 from __future__ import annotations
@@ -32,8 +41,10 @@ import time
 
 import setproctitle
 
+from caravand import registration, swf
+from caravand.config import ALARM_MARGIN
 from caravand.pdeath import parent_is, set_parent_death_signal
-from caravand.poller import Hooks, Poller
+from caravand.poller import Hooks, Poller, PollerGaveUp
 from caravand.swf import CaravanError
 
 log = logging.getLogger(__name__)
@@ -45,9 +56,9 @@ EXIT_BOOT_FAILED = 3
 EXIT_ORPHANED = 4
 
 BEAT_INTERVAL = 5.0
-#: An orphaned child (or a fast stop) leaves within this many seconds.
-ORPHAN_GRACE = 1.5
 ORPHAN_SIGNAL = signal.SIGUSR2
+#: A FAILED line stays far below PIPE_BUF, so that it is written whole.
+MAX_FAILURE = 400
 #: The master blocks these around fork; the child unblocks them once its handlers are in.
 HANDLED_SIGNALS = frozenset(
     {
@@ -109,6 +120,13 @@ class Reporter(Hooks):
     def poll_started(self, poller, deadline):
         self.set_state("polling", deadline)
 
+    def paging_started(self, poller, deadline):
+        self.set_state("paging", deadline)
+
+    def failed(self, reason: str) -> None:
+        """Tell the master why this child gives up, before it exits as a failed start."""
+        self.send(f"FAILED {swf.one_line(reason, MAX_FAILURE)}")
+
     def poll_ended(self, poller, got_task, seconds):
         # A task received is a task in hand from this instant: a fast stop
         # must not abandon it any more.
@@ -142,8 +160,20 @@ class Reporter(Hooks):
 class ChildProcess:
     """The life of one forked child, from fork to ``os._exit``; never returns."""
 
-    def __init__(self, pool, index: int, endpoint, write_fd: int, parent_pid: int, session=None):
+    def __init__(
+        self,
+        pool,
+        index: int,
+        endpoint,
+        write_fd: int,
+        parent_pid: int,
+        session=None,
+        log_file: str | None = None,
+        stack_file: str | None = None,
+    ):
         self.session = session
+        self.log_file = log_file
+        self.stack_file = stack_file
         self.pool = pool
         self.index = index
         self.endpoint = endpoint
@@ -179,7 +209,7 @@ class ChildProcess:
     def main(self) -> int:
         die_with_parent(self.parent_pid)
         self.install_signals()
-        faulthandler.enable(file=sys.stderr, all_threads=True)  # SIGABRT from the master dumps stacks here
+        self.enable_stack_dumps()
         setproctitle.setproctitle(f"{self.title} booting")
         threading.Thread(target=self.reporter.beat_forever, name="beat", daemon=True).start()
         try:
@@ -192,15 +222,36 @@ class ChildProcess:
                 self.poller.start()
         except CaravanError as exc:
             log.error("failed to boot: %s#%d: %s", self.pool.name, self.index, exc)
+            self.reporter.failed(str(exc))
             return EXIT_BOOT_FAILED
-        except Exception:
+        except Exception as exc:
             log.exception("failed to boot: %s#%d", self.pool.name, self.index)
+            self.reporter.failed(f"{type(exc).__name__}: {exc}")
             return EXIT_BOOT_FAILED
         self.reporter.set_state("booted")
         if self.stop_requested:
             return EXIT_OK
-        self.poller.run_forever()
+        try:
+            self.poller.run_forever()
+        except PollerGaveUp as exc:
+            log.error("gave up: %s#%d: %s", self.pool.name, self.index, exc)
+            self.reporter.failed(str(exc))
+            return EXIT_BOOT_FAILED
         return EXIT_OK
+
+    def enable_stack_dumps(self) -> None:
+        """SIGABRT from the master dumps every thread's stack: to our own file, which the master logs.
+
+        One file per child: children aborted together would interleave
+        their dumps on a shared stderr.
+        """
+        if self.stack_file:
+            try:
+                faulthandler.enable(file=open(self.stack_file, "w"), all_threads=True)  # noqa: SIM115 - for life
+                return
+            except OSError:
+                pass
+        faulthandler.enable(file=sys.stderr, all_threads=True)
 
     # -- signals: handlers set flags, or raise FastExit to abandon a poll
 
@@ -211,7 +262,7 @@ class ChildProcess:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, self.on_term)
         signal.signal(signal.SIGQUIT, self.on_quit)
-        signal.signal(ORPHAN_SIGNAL, self.on_quit)
+        signal.signal(ORPHAN_SIGNAL, self.on_orphaned)
         signal.signal(signal.SIGUSR1, self.on_usr1)
         signal.signal(signal.SIGALRM, self.on_deadline)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)  # what came meanwhile is delivered now
@@ -225,12 +276,20 @@ class ChildProcess:
         # The master owns the deadline: it sends SIGALRM shortly before its SIGKILL.
         self.request_stop()
 
-    def on_quit(self, signum, frame) -> None:
-        """QUIT (from the master) or ORPHAN_SIGNAL (the master died): stop now unless a task is in hand."""
+    def on_orphaned(self, signum, frame) -> None:
+        """The master died: stop as on TERM, with our own deadline, since nobody will send SIGALRM now.
+
+        The poll in flight ends by itself (SWF may still hand it a task); a
+        task in hand then has ALARM_MARGIN before SIGALRM fails it.
+        """
         self.request_stop()
-        if signum == ORPHAN_SIGNAL and not self.orphan_timer_armed:
-            self.orphan_timer_armed = True  # nobody will send SIGALRM now: our own short deadline
-            signal.setitimer(signal.ITIMER_REAL, ORPHAN_GRACE)
+        if not self.orphan_timer_armed:
+            self.orphan_timer_armed = True
+            signal.setitimer(signal.ITIMER_REAL, self.endpoint.poll_read_timeout + ALARM_MARGIN)
+
+    def on_quit(self, signum, frame) -> None:
+        """QUIT (from the master): stop now unless a task is in hand."""
+        self.request_stop()
         abortable = self.poller is None or getattr(self.poller, "abortable", False)
         if abortable and not self.fast_exit_raised:
             # Only while booting or inside the long poll itself, before any task
@@ -240,6 +299,8 @@ class ChildProcess:
 
     def on_usr1(self, signum, frame) -> None:
         def reopen():
+            if self.log_file:
+                reopen_output(self.log_file)
             reopen_log_files()
             log.info("reopened log files (USR1): %s#%d", self.pool.name, self.index)
 
@@ -261,6 +322,66 @@ class ChildProcess:
 
         # Not in the handler: the main thread may hold a lock the call needs.
         threading.Thread(target=fail_and_exit, name="deadline", daemon=True).start()
+
+
+def reopen_output(path: str) -> None:
+    """Point stdout and stderr (fds 1 and 2) at ``path`` anew: --daemon's log file, after logrotate moved it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    except OSError as exc:
+        log.error("cannot reopen %s: %s (still writing to the old file)", path, exc.strerror)
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+class RegistrarProcess:
+    """A throwaway child that registers one pool's domain (if asked) and types, then exits 0, or 1 on failure.
+
+    The master forks it once per pool and version, so that neither its loop
+    nor a child's boot waits on SWF (which throttles a fleet deploy).
+    """
+
+    def __init__(self, pool, endpoint, parent_pid: int, *, register_domain: bool, timeout: float, session=None):
+        self.pool = pool
+        self.endpoint = endpoint
+        self.parent_pid = parent_pid
+        self.register_domain = register_domain
+        self.timeout = timeout
+        self.session = session
+
+    def run(self) -> None:
+        code = 1
+        try:
+            code = self.main()
+        except BaseException:
+            log.exception("registration failed: %s", self.pool.name)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def main(self) -> int:
+        die_with_parent(self.parent_pid)
+        signal.set_wakeup_fd(-1)
+        for signum in HANDLED_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(signum, signal.SIG_IGN)  # the master's business
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+        setproctitle.setproctitle(f"caravand: register {self.pool.name} [{self.pool.domain}]")
+        # The master kills us at `timeout`; stop retrying a little before, to say why.
+        deadline = time.monotonic() + self.timeout * 0.9
+        try:
+            client = swf.make_client(self.endpoint, session=self.session or swf.make_session(self.endpoint))
+            registration.register_pool(client, self.pool, register_domain_too=self.register_domain, deadline=deadline)
+        except CaravanError as exc:
+            log.error("registration failed: %s: %s", self.pool.name, exc)
+            return 1
+        return EXIT_OK
 
 
 def reopen_log_files() -> None:

@@ -163,9 +163,24 @@ class EmbeddedEndpoint:
 
     def start(self, timeout: float = 30.0) -> str:
         """Start the server and return its URL once it answers."""
+        stdout = self.launch()
+        # The child prints its URL only once its socket listens; a child that
+        # dies first (port taken, moto missing) closes stdout instead.
+        readable, _, _ = select.select([stdout], [], [], timeout)
+        url = self.read_ready_line() if readable else None
+        if url is None:
+            self.stop()
+            code = self.process.returncode
+            raise ConfigError(f"embedded SWF endpoint failed to start on port {self.port} (exit {code})")
+        self.wait_ready(timeout)
+        return self.url
+
+    def launch(self):
+        """Spawn the server process; returns its stdout, where it announces its URL (see read_ready_line)."""
         command = [self.python, "-m", "caravand.embedded", "--port", str(self.port), "--parent", str(os.getpid())]
         if self.verbose:
             command.append("--verbose")
+        self.url = None
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -175,16 +190,14 @@ class EmbeddedEndpoint:
             # Its own session: a Ctrl-C in the terminal is for the master, which stops it last.
             start_new_session=True,
         )
-        # The child prints its URL only once its socket listens; a child that
-        # dies first (port taken, moto missing) closes stdout instead.
-        readable, _, _ = select.select([self.process.stdout], [], [], timeout)
-        line = self.process.stdout.readline() if readable else ""
+        return self.process.stdout
+
+    def read_ready_line(self) -> str | None:
+        """Once its stdout is readable: the URL it announced (it listens), or None (it closed stdout: dying)."""
+        line = self.process.stdout.readline()
         if not line.startswith(READY_PREFIX):
-            self.stop()
-            code = self.process.returncode
-            raise ConfigError(f"embedded SWF endpoint failed to start on port {self.port} (exit {code})")
+            return None
         self.url = line[len(READY_PREFIX) :].strip()
-        self.wait_ready(timeout)
         return self.url
 
     def wait_ready(self, timeout: float = 30.0) -> None:

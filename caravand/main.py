@@ -106,10 +106,11 @@ def setup_logs(config: Config) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run_master(config: Config, lock: PidFile | None) -> int:
+def run_master(config: Config, lock: PidFile | None, log_file: str | None = None) -> int:
     from caravand.master import Master
 
     master = Master(config)
+    master.log_file = log_file  # --daemon's output: USR1 reopens it in the master and every child
     if lock is not None and lock.fd is not None:
         master.extra_fds.append(lock.fd)
     return master.run()
@@ -119,6 +120,7 @@ def run_daemon(config: Config, pidfile: str, log_file: str) -> int:
     """Detach with python-daemon; the flock pidfile is taken after detaching, so it holds the daemon's pid."""
     import daemon
 
+    log_file = os.path.abspath(log_file)  # the daemon changes directory
     lock = PidFile(pidfile)
     # Fail in the foreground, where the user sees it, if another master runs.
     lock.acquire()
@@ -140,7 +142,7 @@ def run_daemon(config: Config, pidfile: str, log_file: str) -> int:
         # Logging is set up here, not before: DaemonContext closes every
         # descriptor it was not told to keep, log files included.
         setup_logs(config)
-        return run_master(config, lock)
+        return run_master(config, lock, log_file)
 
 
 if __name__ == "__main__":

@@ -21,16 +21,19 @@ import logging
 import os
 import random
 import selectors
+import shutil
 import signal
 import sys
+import tempfile
 import time
 
 import setproctitle
 
 from caravand import child as child_module
 from caravand import swf
-from caravand.child import ChildProcess, reopen_log_files
-from caravand.config import Config, load, setup_logging
+from caravand.child import ChildProcess, RegistrarProcess, reopen_log_files, reopen_output
+from caravand.config import ALARM_MARGIN, Config, load, setup_logging
+from caravand.poller import Backoff
 from caravand.sdnotify import Notifier
 from caravand.states import PoolHealth, PoolState
 
@@ -41,8 +44,14 @@ SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "CHLD")
 TICK = 1.0
 #: How often each child's resident memory is read, when the pool has max_rss_mb.
 RSS_INTERVAL = 10.0
-#: SIGALRM comes this long before a stop's SIGKILL (see Master.set_stop_deadline).
-ALARM_MARGIN = 1.0
+#: A registrar (the throwaway process that registers a pool's domain and
+#: types) that runs longer than this is killed and tried again later.
+REGISTRATION_TIMEOUT = 120.0
+#: A pass of the loop that took longer than this reads the pipes again
+#: before it judges any child silent: the beats wait in the pipes.
+LATE_PASS = 0.5
+#: [caravand] settings that only a restart applies.
+RESTART_ONLY = ("preload", "pidfile", "log_file", "metrics_bind")
 
 
 class System:
@@ -88,6 +97,7 @@ class Child:
     kill_at: float | None = None
     next_rss_check: float = 0.0
     buffer: bytes = b""
+    failure: str | None = None  # what the child said before it gave up (FAILED ...)
 
     @property
     def label(self) -> str:
@@ -121,10 +131,26 @@ class Child:
         return None
 
 
-class Pool:
-    """A pool's spec, restart state and children; ``draining`` once removed or replaced."""
+@dataclasses.dataclass
+class Registrar:
+    """A throwaway process that registers one pool's domain and types (caravand.registration)."""
 
-    def __init__(self, spec, clock, rng=random.random):
+    pid: int
+    pool: Pool
+    deadline: float
+    killed: bool = False
+
+
+class Pool:
+    """A pool's spec, restart state and children; ``draining`` once removed or replaced.
+
+    ``registration``: ``pending`` (to do), ``running`` (a registrar runs),
+    ``done``, or ``failed`` (tried again at ``registration_retry_at``). The
+    pool's first children wait for the first attempt to end, whatever its
+    outcome, so that they do not poll a domain that is being registered.
+    """
+
+    def __init__(self, spec, clock, rng=random.random, *, registration: bool = True):
         self.spec = spec
         self.name = spec.name
         self.health = PoolHealth(spec.name, spec.restart_policy(), clock, rng)
@@ -132,6 +158,11 @@ class Pool:
         self.children: dict[int, Child] = {}  # by index
         self.draining = False
         self.replaces: Pool | None = None  # the older pool to drain once this one is up
+        self.registration = "pending" if registration else "done"
+        self.registration_retry_at = 0.0
+        self.registration_backoff = Backoff(base=5.0, cap=300.0, rng=rng)
+        self.may_serve = not registration  # False until the first registration attempt ended
+        self.last_failure: str | None = None  # why its last child gave up, for the log and STATUS
 
     def active(self) -> list[Child]:
         """Children that count towards the target: not leaving, not being replaced."""
@@ -174,6 +205,10 @@ class Master:
         self.next_watchdog = 0.0
         self.extra_fds: list[int] = []  # fds a child must close (pidfile...)
         self.session = None  # a warmed boto3 session, with preload
+        self.registrars: dict[int, Registrar] = {}
+        self.embedded_starting = False  # a restarted endpoint that has not said READY yet
+        self.log_file: str | None = None  # --daemon's output file, reopened on USR1
+        self.stack_dir: str | None = None  # one stack dump file per child (see read_stack)
 
     def now(self) -> float:
         return self.system.monotonic()
@@ -202,14 +237,13 @@ class Master:
         for name in SIGNALS:
             signal.signal(getattr(signal, f"SIG{name}"), self.enqueue_signal)
         log.info("starting: master (pid %d) with %s", self.pid, self.config.path)
+        self.stack_dir = tempfile.mkdtemp(prefix="caravand-stacks-")
         if self.config.master.embedded:
             self.start_embedded()
-        if self.config.master.register_domains:
-            self.register_domains()
         if self.config.master.preload:
             self.preload()
         for spec in self.config.pools.values():
-            self.pools[spec.name] = Pool(spec, self.now, self.rng)
+            self.pools[spec.name] = self.make_pool(spec)
         if not self.pools:
             log.warning("no pools in %s: nothing to run", self.config.path)
 
@@ -218,18 +252,29 @@ class Master:
         self.signal_queue.append(signum)
 
     def loop_once(self) -> None:
-        for key, _ in self.selector.select(self.next_timeout()):
-            if key.data is None:
-                self.drain_wakeup()
-            else:
-                self.read_child(key.data)
+        self.read_ready(self.next_timeout())
+        woke = self.now()
         self.handle_signals()
         self.reap()
         now = self.now()
+        if now - woke > LATE_PASS:
+            # This pass ran late (a reload's parsing, a slow disk): the
+            # children's beats are waiting in their pipes, not missing.
+            self.read_ready(0)
+            now = self.now()
         self.watch_children(now)
         self.manage_pools(now)
         self.check_stop(now)
         self.tell_systemd(now)
+
+    def read_ready(self, timeout: float) -> None:
+        for key, _ in self.selector.select(timeout):
+            if key.data is None:
+                self.drain_wakeup()
+            elif key.data == "embedded":
+                self.embedded_said()
+            else:
+                self.read_child(key.data)
 
     def next_timeout(self) -> float:
         now = self.now()
@@ -237,6 +282,8 @@ class Master:
         wakes += [p.health.next_check() or now + TICK for p in self.pools.values()]
         # A child's deadline passing must be seen then, not at the next tick.
         wakes += [c.next_check() for c in self.children.values() if c.kill_stage != "kill"]
+        wakes += [r.deadline for r in self.registrars.values() if not r.killed]
+        wakes += [p.registration_retry_at for p in self.pools.values() if p.registration == "failed"]
         if self.notifier.watchdog_interval:
             wakes.append(self.next_watchdog)
         return max(0.0, min(wakes) - now)
@@ -259,6 +306,8 @@ class Master:
         if self.wakeup is not None:
             for fd in self.wakeup:
                 os.close(fd)
+        if self.stack_dir is not None:
+            shutil.rmtree(self.stack_dir, ignore_errors=True)
 
     # -- signals
 
@@ -295,6 +344,8 @@ class Master:
             log.info("scale: %s to %d (TTOU)", pool.name, pool.target)
 
     def handle_usr1(self) -> None:
+        if self.log_file:
+            reopen_output(self.log_file)
         reopen_log_files()
         log.info("reopened log files (USR1)")  # the first line of the new file
         for child in self.children.values():
@@ -304,28 +355,29 @@ class Master:
 
     def spawn(self, pool: Pool) -> Child | None:
         index = pool.free_index()
-        read_end, write_end = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # Signals wait until the child has its own handlers: a SIGTERM in
-        # between would otherwise land in our queue's copy and be lost.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, child_module.HANDLED_SIGNALS)
         try:
-            pid = self.system.fork()
-        except OSError as exc:  # EAGAIN, ENOMEM: a crash of this pool, not of the master
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            os.close(read_end)
-            os.close(write_end)
-            log.error("fork failed: %s (%s)", pool.name, exc)
+            read_end, write_end = os.pipe()
+        except OSError as exc:  # EMFILE, ENFILE: a failed start of this pool, not the master's end
+            log.error("spawn failed: %s (pipe: %s)", pool.name, exc.strerror)
             pool.health.child_exited(crashed=True, uptime=0.0)
             return None
-        if pid != 0:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        pid = self.fork(pool, read_end, write_end)
+        if pid is None:
+            return None
         if pid == 0:  # the child: never returns
             os.close(read_end)
             self.close_in_child()
             try:
-                ChildProcess(pool.spec, index, self.endpoint, write_end, self.pid, session=self.session).run()
+                ChildProcess(
+                    pool.spec,
+                    index,
+                    self.endpoint,
+                    write_end,
+                    self.pid,
+                    session=self.session,
+                    log_file=self.log_file,
+                    stack_file=self.stack_file(os.getpid()),
+                ).run()
             finally:
                 os._exit(1)  # run() never returns; should anything escape it, the master's code must not go on
         os.close(write_end)
@@ -338,6 +390,43 @@ class Master:
         self.selector.register(read_end, selectors.EVENT_READ, child)
         log.info("spawned: %s (pid %d)", child.label, pid)
         return child
+
+    def fork(self, pool: Pool, *fds: int) -> int | None:
+        """Fork with the child's signals blocked; None (and ``fds`` closed) if the OS refused."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Signals wait until the child has its own handlers: a SIGTERM in
+        # between would otherwise land in our queue's copy and be lost.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, child_module.HANDLED_SIGNALS)
+        try:
+            pid = self.system.fork()
+        except OSError as exc:  # EAGAIN, ENOMEM: a failed start of this pool, not the master's end
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            for fd in fds:
+                os.close(fd)
+            log.error("fork failed: %s (%s)", pool.name, exc)
+            pool.health.child_exited(crashed=True, uptime=0.0)
+            return None
+        if pid != 0:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        return pid
+
+    def stack_file(self, pid: int) -> str | None:
+        return None if self.stack_dir is None else os.path.join(self.stack_dir, f"{pid}.stack")
+
+    def read_stack(self, child: Child) -> None:
+        """Log the stack dump a hung child wrote (one file each: simultaneous dumps never interleave)."""
+        path = self.stack_file(child.pid)
+        if path is None:
+            return
+        try:
+            with open(path, errors="replace") as dump:
+                text = dump.read().strip()
+            os.unlink(path)
+        except OSError:
+            return
+        if text:
+            log.error("stack: %s (pid %d) when it was aborted:\n%s", child.label, child.pid, text)
 
     def close_in_child(self) -> None:
         """In a new child: drop the master's descriptors (selector, wakeup pipe, siblings' pipes, ...)."""
@@ -380,7 +469,7 @@ class Master:
         if word == "BOOTED":
             child.state, child.deadline, child.booted_at = "idle", None, now
             log.info("booted: %s (pid %d) in %.2f s", child.label, child.pid, now - child.started_at)
-        elif word in ("POLLING", "WORKING"):
+        elif word in ("POLLING", "PAGING", "WORKING"):
             child.state = word.lower()
             try:
                 child.deadline = None if len(words) < 2 or words[1] == "-" else float(words[1])
@@ -389,6 +478,8 @@ class Master:
                 child.deadline = None
         elif word == "IDLE":
             child.state, child.deadline = "idle", None
+        elif word == "FAILED":  # it gives up, and exits as a failed start
+            child.failure = " ".join(words[1:]) or "no reason given"
         elif word == "DONE":
             child.tasks += 1
             if child.max_tasks and child.tasks >= child.max_tasks and not child.recycling:
@@ -416,6 +507,10 @@ class Master:
             if self.embedded is not None and self.embedded.pid == pid:
                 self.embedded_died(status)
                 continue
+            registrar = self.registrars.pop(pid, None)
+            if registrar is not None:
+                self.registrar_exited(registrar, status)
+                continue
             child = self.children.pop(pid, None)
             if child is not None:
                 self.child_exited(child, status)
@@ -425,13 +520,16 @@ class Master:
         pool = child.pool
         if pool.children.get(child.index) is child:
             del pool.children[child.index]
+        self.read_stack(child)
         now = self.now()
         uptime = now - child.started_at
         how = describe_status(status)
         code = os.waitstatus_to_exitcode(status)
         crashed = not child.retiring and not self.stopping
         if code == child_module.EXIT_BOOT_FAILED:
-            uptime = 0.0  # it never started, however long the attempt took
+            uptime = 0.0  # it never started (or gave up on errors no retry fixes), however long it took
+            if child.failure:
+                pool.last_failure = child.failure
         if crashed and uptime >= pool.spec.min_uptime:
             log.error("crashed: %s (pid %d, %s) after %.1f s; replacing it at once", child.label, child.pid, how,
                       now - child.started_at)  # fmt: skip
@@ -443,10 +541,11 @@ class Master:
         pool.health.child_exited(crashed=crashed, uptime=uptime)
         if pool.health.state is PoolState.FATAL and before is not PoolState.FATAL:
             log.error(
-                "gave up: %s (%d crashes in %g s); retrying in %g s",
+                "gave up: %s (%d failed starts in %g s%s); retrying in %g s",
                 pool.name,
                 len(pool.health.crashes),
                 pool.spec.restart_window,
+                f"; last: {pool.last_failure}" if pool.last_failure else "",
                 pool.spec.fatal_retry,
             )
         elif pool.health.state is PoolState.BACKOFF and crashed:
@@ -468,15 +567,23 @@ class Master:
         self.signal_child(child, signum)
 
     def set_stop_deadline(self, child: Child, deadline: float) -> None:
-        """SIGKILL at ``deadline``; SIGALRM shortly before, so a task still in hand is failed, not lost.
+        """SIGKILL at ``deadline``; SIGALRM ALARM_MARGIN before, so a task still in hand is failed, not lost.
 
-        One clock for both, the master's: a reload or a second signal cannot
-        leave a child's own timer behind its SIGKILL.
+        The margin fits one RespondActivityTaskFailed that is throttled or
+        reconnecting (the child bounds it to fit). One clock for both, the
+        master's: a reload or a second signal cannot leave a child's own
+        timer behind its SIGKILL.
         """
         margin = min(ALARM_MARGIN, self.config.master.graceful_timeout / 2)
         child.stop_deadline, child.alarm_at = deadline, deadline - margin
 
     def watch_children(self, now: float) -> None:
+        for registrar in self.registrars.values():
+            if not registrar.killed and now >= registrar.deadline:
+                log.error("killing: registrar of %s (pid %d): still running after %g s", registrar.pool.name,
+                          registrar.pid, REGISTRATION_TIMEOUT)  # fmt: skip
+                self.system.kill(registrar.pid, signal.SIGKILL)
+                registrar.killed = True
         for child in list(self.children.values()):
             if child.kill_stage == "abort" and now >= child.kill_at:
                 log.error("killing: %s (pid %d) with SIGKILL: SIGABRT did not end it", child.label, child.pid)
@@ -497,8 +604,8 @@ class Master:
                     child.alarmed = True
             reason = child.overdue(now)
             if reason is not None:
-                log.error("hung: %s (pid %d) %s: SIGABRT (its stack follows in its output)", child.label, child.pid,
-                          reason)  # fmt: skip
+                log.error("hung: %s (pid %d) %s: SIGABRT (its stack is logged when it exits)", child.label,
+                          child.pid, reason)  # fmt: skip
                 self.signal_child(child, signal.SIGABRT)
                 child.kill_stage, child.kill_at = "abort", now + child.pool.spec.kill_grace
                 continue
@@ -520,6 +627,10 @@ class Master:
         if self.stopping:
             return
         for pool in self.pools.values():
+            if pool.registration in ("pending", "failed") and now >= pool.registration_retry_at:
+                self.start_registration(pool)
+            if not pool.may_serve:
+                continue  # its first registration attempt runs: its domain may not exist yet
             booted = pool.booted()
             all_booted_for = now - max(c.booted_at for c in booted) if len(booted) >= pool.target and booted else None
             before = pool.health.state
@@ -578,11 +689,13 @@ class Master:
             child.retiring = True
             self.set_stop_deadline(child, self.stop_deadline)
             self.signal_child(child, signum)
+        for registrar in self.registrars.values():  # nothing in hand: SWF calls are idempotent
+            self.system.kill(registrar.pid, signal.SIGTERM)
 
     def check_stop(self, now: float) -> None:
         if not self.stopping:
             return
-        if not self.children:  # each child's own stop deadline (watch_children) sees to the rest
+        if not self.children and not self.registrars:  # each child's stop deadline sees to the rest
             self.done = True
 
     def reload(self) -> None:
@@ -595,6 +708,7 @@ class Master:
                 new.master.embedded and new.master.embedded_port != self.config.master.embedded_port
             ):
                 raise swf.ConfigError(f"{new.path}: [caravand] endpoint settings changed: restart caravand to apply")
+            new = self.keep_restart_only_settings(new)
             setup_logging(new)
         except Exception as exc:  # a factory of one's own may raise anything: never the master's end
             detail = exc if isinstance(exc, swf.CaravanError) else f"{type(exc).__name__}: {exc}"
@@ -613,7 +727,7 @@ class Master:
                 pool.spec, pool.target = spec, spec.processes
                 self.pools[name] = pool
             else:
-                fresh = Pool(spec, self.now, self.rng)
+                fresh = self.make_pool(spec)
                 if pool is not None:
                     self.drain_replaced(pool)
                     fresh.replaces = pool  # drained once the new one is up
@@ -627,9 +741,19 @@ class Master:
         for pool in old_pools.values():
             self.drain_replaced(pool)
             self.drain(pool, "removed from the ini")
-        if new.master.register_domains:
-            self.register_domains()
+        log.info("reloaded: %s (%d pools)", self.config.path, len(self.pools))
         self.notifier.notify("READY=1", "STATUS=reloaded")
+
+    def keep_restart_only_settings(self, new: Config) -> Config:
+        """``new`` with the running values of the settings only a restart applies; says which changed."""
+        old = self.config.master
+        changed = [name for name in RESTART_ONLY if getattr(new.master, name) != getattr(old, name)]
+        if not changed:
+            return new
+        log.warning("reload: [caravand] %s changed: only a restart applies %s (running as before)",
+                    ", ".join(changed), "it" if len(changed) == 1 else "them")  # fmt: skip
+        master = dataclasses.replace(new.master, **{name: getattr(old, name) for name in RESTART_ONLY})
+        return dataclasses.replace(new, master=master)
 
     # -- systemd
 
@@ -658,7 +782,11 @@ class Master:
             self.notifier.notify(*fields)
 
     def status_line(self) -> str:
-        parts = [f"{p.name} {len(p.booted())}/{p.target} {p.health.state.value}" for p in self.pools.values()]
+        parts = [
+            f"{p.name} {len(p.booted())}/{p.target} {p.health.state.value}"
+            + (f" ({p.last_failure})" if p.health.state is PoolState.FATAL and p.last_failure else "")
+            for p in self.pools.values()
+        ]
         if self.draining:
             parts.append(f"draining {sum(len(p.children) for p in self.draining)}")
         return "; ".join(parts) or "no pools"
@@ -674,35 +802,89 @@ class Master:
 
     def embedded_died(self, status: int) -> None:
         self.embedded.process.returncode = os.waitstatus_to_exitcode(status)
+        self.unregister_embedded()
         if self.stopping:
             return
         log.error("embedded SWF endpoint died (%s): restarting it; its state is lost", describe_status(status))
         try:
-            self.embedded.start()
-        except swf.CaravanError as exc:
+            stdout = self.embedded.launch()
+        except (swf.CaravanError, OSError) as exc:
             # Children back off on their own errors meanwhile; a crash of its own restarts it again.
-            log.error("embedded SWF endpoint: %s", exc)
+            log.error("embedded SWF endpoint: cannot restart it: %s", exc)
             return
-        if self.config.master.register_domains:
-            self.register_domains()
+        # Its READY line comes through the selector: the loop never waits for it.
+        self.embedded_starting = True
+        self.selector.register(stdout, selectors.EVENT_READ, "embedded")
+
+    def embedded_said(self) -> None:
+        """The restarted endpoint announced itself (or closed its output, dying): go on without waiting."""
+        url = self.embedded.read_ready_line()
+        self.unregister_embedded()
+        if url is None:
+            return  # it died before listening; reap() sees it and restarts it again
+        log.info("embedded SWF endpoint: %s (pid %d) restarted", url, self.embedded.pid)
+        for pool in self.pools.values():  # its domains and types are gone with it: register again first
+            if self.needs_registration(pool.spec):
+                pool.may_serve = False
+                if pool.registration != "running":
+                    pool.registration, pool.registration_retry_at = "pending", 0.0
         for child in list(self.children.values()):
             self.retire(child, "the embedded endpoint restarted")
 
-    def register_domains(self) -> None:
-        """Register every pool's domain (1 day retention) if SWF lacks it; never fatal."""
-        client = swf.make_client(self.endpoint)
+    def unregister_embedded(self) -> None:
+        if not self.embedded_starting:
+            return
+        self.embedded_starting = False
         try:
-            for domain in sorted({spec.domain for spec in self.config.pools.values()}):
-                try:
-                    swf.call(client, "register_domain", name=domain, workflowExecutionRetentionPeriodInDays="1")
-                    log.info("registered: domain %s", domain)
-                except swf.SWFError as exc:
-                    if exc.code != "DomainAlreadyExistsFault":
-                        log.error("domain %s: %s", domain, exc)
-                except swf.CaravanError as exc:
-                    log.error("domain %s: %s", domain, exc)
-        finally:
-            client.close()  # no connection may be inherited by a child
+            self.selector.unregister(self.embedded.process.stdout)
+        except (KeyError, ValueError):
+            pass
+
+    # -- registration: once per pool and version, in a throwaway process
+
+    def needs_registration(self, spec) -> bool:
+        return self.config.master.register_domains or hasattr(spec.factory, "register_types")
+
+    def make_pool(self, spec) -> Pool:
+        return Pool(spec, self.now, self.rng, registration=self.needs_registration(spec))
+
+    def start_registration(self, pool: Pool) -> None:
+        """Fork a registrar for ``pool``: SWF calls (which may be throttled) never run in the loop or a boot."""
+        pid = self.fork(pool) if not self.stopping else None
+        if pid is None:
+            pool.registration, pool.registration_retry_at = (
+                "failed",
+                self.now() + pool.registration_backoff.next_delay(),
+            )
+            return
+        if pid == 0:  # the registrar: never returns
+            self.close_in_child()
+            try:
+                RegistrarProcess(
+                    pool.spec,
+                    self.endpoint,
+                    self.pid,
+                    register_domain=self.config.master.register_domains,
+                    timeout=REGISTRATION_TIMEOUT,
+                    session=self.session,
+                ).run()
+            finally:
+                os._exit(1)
+        pool.registration = "running"
+        self.registrars[pid] = Registrar(pid, pool, self.now() + REGISTRATION_TIMEOUT)
+
+    def registrar_exited(self, registrar: Registrar, status: int) -> None:
+        pool = registrar.pool
+        pool.may_serve = True  # whatever the outcome: children find out for themselves, and say so
+        if status == 0:
+            pool.registration = "done"
+            pool.registration_backoff.reset()
+            return
+        if self.stopping or pool.draining:
+            return
+        delay = pool.registration_backoff.next_delay()
+        pool.registration, pool.registration_retry_at = "failed", self.now() + delay
+        log.error("registration failed: %s (%s); retrying in %.0f s", pool.name, describe_status(status), delay)
 
     def preload(self) -> None:
         """Import the pools' modules and warm boto3's SWF model before fork; then freeze the heap."""

@@ -49,6 +49,17 @@ RESPOND_BACKOFF_CAP = 10.0
 MIN_ATTEMPT = swf.MIN_CONNECT_TIMEOUT + swf.MIN_READ_TIMEOUT
 
 
+#: Polls that fail this many times in a row with an error no retry can fix
+#: (a missing or deprecated domain, access denied, a validation error) end
+#: the loop with PollerGaveUp: a pool that reports ready and does nothing
+#: helps nobody, and under the daemon the pool backs off, then goes FATAL.
+GIVE_UP_AFTER = 5
+
+
+class PollerGaveUp(swf.CaravanError):
+    """The poll keeps failing with an error that no retry can fix; the message says which and why."""
+
+
 class Backoff:
     """Exponential backoff with full jitter, capped: delay = U(0, min(cap, base * 2**n)).
 
@@ -146,6 +157,7 @@ class Poller:
         self.clock = clock
         self.rng = rng
         self.backoff = Backoff(rng=rng)
+        self.unfixable_errors = 0  # polls failed in a row with an error no retry can fix
         self.stats: collections.Counter = collections.Counter()
         self.stopping = False
         self._wake = threading.Event()
@@ -208,6 +220,7 @@ class Poller:
         elapsed = self.clock() - started
         self.hooks.poll_ended(self, bool(data), elapsed)
         self.backoff.reset()
+        self.unfixable_errors = 0
         if not data:
             self.stats["empty_polls"] += 1
             if elapsed < FAST_EMPTY_POLL and not self.stopping:
@@ -241,6 +254,15 @@ class Poller:
         raise NotImplementedError
 
     def _poll_failed(self, exc: swf.CaravanError) -> None:
+        if swf.is_retryable(exc):
+            self.unfixable_errors = 0
+        else:
+            self.unfixable_errors += 1
+            if self.unfixable_errors >= GIVE_UP_AFTER:
+                raise PollerGaveUp(
+                    f"polling {self.domain}/{self.task_list} failed {self.unfixable_errors} times in a row "
+                    f"with an error no retry can fix: {exc}"
+                )
         throttled = isinstance(exc, swf.SWFError) and exc.code in THROTTLING_CODES
         self.stats["throttled" if throttled else "poll_errors"] += 1
         self.hooks.poll_failed(self, exc, throttled)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 
+from caravand import registration
 from caravand.activity import Activity
 from caravand.activity_worker import ActivityWorker
 from caravand.config import parse_bool, parse_count
@@ -60,7 +61,15 @@ class ModulesPool:
         """Import the modules now (in the master, before fork), so children share them."""
         load_classes(self.modules, self.base)
 
+    def register_types(self, client, domain) -> None:
+        """Register the modules' types (if the pool's ``register`` says so): the master's registrar calls it."""
+        if self.register:
+            kind = "workflow" if self.base is Workflow else "activity"
+            registration.register_types(client, domain, kind, load_classes(self.modules, self.base).values())
+
     def make_poller(self, endpoint, *, domain, task_list, identity, hooks):
+        # register=False: the master registers once per pool (register_types
+        # above, in a throwaway process), so a child boots without calling SWF.
         return self.poller_class(
             endpoint,
             domain,
@@ -68,7 +77,7 @@ class ModulesPool:
             load_classes(self.modules, self.base),
             identity=identity,
             hooks=hooks,
-            register=self.register,
+            register=False,
             **self.poller_options,
         )
 

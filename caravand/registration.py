@@ -1,5 +1,9 @@
 """Registering workflow and activity types with SWF when a poller starts.
 
+Under the daemon, a pool's domain and types are registered by a throwaway
+process the master forks once per pool and version (see
+:func:`register_pool`); the children boot without calling SWF.
+
 Registration is idempotent: a type that already exists is described and its
 defaults compared with the class's; a difference (drift) is logged, since SWF
 never changes a registered type's defaults (bump the version for that).
@@ -8,6 +12,8 @@ never changes a registered type's defaults (bump the version for that).
 from __future__ import annotations
 
 import logging
+import random
+import time
 
 from caravand import swf
 
@@ -59,3 +65,53 @@ def register_type(client, domain: str, kind: str, cls) -> bool:
 def register_types(client, domain: str, kind: str, classes) -> list:
     """Register every class; returns those that were new."""
     return [cls for cls in classes if register_type(client, domain, kind, cls)]
+
+
+def register_domain(client, domain: str, retention_days: str = "1") -> bool:
+    """Register ``domain`` if SWF lacks it; True if it was new."""
+    try:
+        swf.call(client, "register_domain", name=domain, workflowExecutionRetentionPeriodInDays=retention_days)
+    except swf.SWFError as exc:
+        if exc.code != "DomainAlreadyExistsFault":
+            raise
+        return False
+    log.info("registered: domain %s (retention %s day%s)", domain, retention_days, "" if retention_days == "1" else "s")
+    return True
+
+
+def retrying(step, *, deadline: float, what: str, clock=time.monotonic, sleep=time.sleep, rng=random.random):
+    """Run ``step()``, retrying what a retry can fix (throttling, 5xx, connection errors) until ``deadline``.
+
+    A fleet deploy registers from many hosts at once and SWF throttles it:
+    that is a reason to wait, never to fail a boot. Anything else is raised.
+    """
+    delay = 0.5
+    while True:
+        try:
+            return step()
+        except swf.CaravanError as exc:
+            if not swf.is_retryable(exc):
+                raise
+            wait = rng() * delay
+            if clock() + wait >= deadline:
+                raise
+            log.warning("%s: %s (retry in %.1f s)", what, exc, wait)
+            sleep(wait)
+            delay = min(delay * 2, 10.0)
+
+
+def register_pool(client, spec, *, register_domain_too: bool, deadline: float, **retry_options) -> None:
+    """Register what a pool needs before its tasks can flow: its domain (if asked) and its types.
+
+    ``spec`` is a PoolSpec; its factory may offer ``register_types(client,
+    domain)`` (the built-in pools do). Runs in a throwaway process the
+    master forks, once per pool and version, so that neither the master's
+    loop nor a child's boot ever waits on SWF for it.
+    """
+    if register_domain_too:
+        retrying(lambda: register_domain(client, spec.domain), deadline=deadline, what=f"domain {spec.domain}",
+                 **retry_options)  # fmt: skip
+    register = getattr(spec.factory, "register_types", None)
+    if register is not None:
+        retrying(lambda: register(client, spec.domain), deadline=deadline, what=f"types of {spec.name}",
+                 **retry_options)  # fmt: skip

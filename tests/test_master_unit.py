@@ -48,7 +48,7 @@ def exited(code: int) -> int:
 
 
 def write_config(tmp_path, extra: str = "", names=("demo",)) -> config.Config:
-    text = "[caravand]\ngraceful_timeout = 50\n" + "".join(POOL.format(name=n) + extra for n in names)
+    text = "[caravand]\npoll_timeout = 1\ngraceful_timeout = 50\n" + "".join(POOL.format(name=n) + extra for n in names)
     path = tmp_path / "caravan.ini"
     path.write_text(text)
     return config.load(str(path))
@@ -133,13 +133,19 @@ def spawned(monkeypatch):
         return child
 
     monkeypatch.setattr(Master, "spawn", fake_spawn)
+    monkeypatch.setattr(Master, "start_registration", fake_registration_done)
     return made
+
+
+def fake_registration_done(self, pool):
+    """A registrar that succeeded at once (see the registration tests for the real sequence)."""
+    pool.registration, pool.may_serve = "done", True
 
 
 def make_master(cfg, system, notifier=None) -> Master:
     master = Master(cfg, system=system, notifier=notifier or Notifier(environ={}), rng=lambda: 0.5)
     for spec in cfg.pools.values():  # what start() does, without signals or a selector
-        master.pools[spec.name] = Pool(spec, master.now, master.rng)
+        master.pools[spec.name] = master.make_pool(spec)
     return master
 
 
@@ -598,13 +604,13 @@ def test_retired_child_is_killed_after_graceful_timeout(master, spawned, system,
     master.retire(child, "test")
     for c in spawned:  # it beats while it finishes its task
         c.last_seen = clock() + 49
-    clock.advance(48.9)
+    clock.advance(39.9)
     master.watch_children(clock())
     assert system.killed == [(child.pid, signal.SIGTERM)]
-    clock.advance(0.1)  # one second before the deadline: fail the task in hand now
+    clock.advance(0.1)  # ALARM_MARGIN (10 s) before the deadline: fail the task in hand now
     master.watch_children(clock())
     assert system.killed == [(child.pid, signal.SIGTERM), (child.pid, signal.SIGALRM)]
-    clock.advance(0.9)
+    clock.advance(9.9)  # room for one throttled or reconnecting RespondActivityTaskFailed
     master.watch_children(clock())
     assert system.killed[-1] == (child.pid, signal.SIGALRM)  # once, and no SIGKILL yet
     clock.advance(0.1)
