@@ -214,6 +214,7 @@ class Decider(Poller):
             task,
             "respond_decision_task_completed",
             outcome,
+            deadline=deadline,
             decisions=task.decisions,
             executionContext=task.execution_context,
         )

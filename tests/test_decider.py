@@ -896,6 +896,20 @@ def test_hooks_see_polls_and_tasks_with_deadlines():
     ]
 
 
+def test_a_throttled_respond_is_retried_until_the_decision_task_s_deadline():
+    """The decisions are finished work: a busy SWF is retried, but not past the task's timeout (10 s)."""
+    h = Harness([Flow])
+    h.add_poll(poll_response(start_history(timeout="10")))
+    for _ in range(100):
+        h.stub.add_client_error("respond_decision_task_completed", service_error_code="ThrottlingException")
+
+    assert h.decider.run_once() is True
+
+    assert h.hooks.outcomes() == ["respond-failed"]
+    assert len(h.responds()) > 1  # retried...
+    assert h.fake.now <= 1000.0 + 10  # ...within the task's deadline, when SWF would refuse it anyway
+
+
 def test_task_deadline_from_the_latest_decision_task_scheduled():
     h = Harness([Flow])
     events = [
