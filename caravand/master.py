@@ -893,10 +893,12 @@ class Master:
                 spec.preload()
             except swf.CaravanError as exc:
                 log.error("preload: %s: %s (its children will try again)", spec.name, exc)
-        # One session with the SWF model loaded (botocore's loader caches it
-        # per session): children build their clients from it in ~7 ms, not ~47.
-        self.session = swf.make_session(self.endpoint)
-        self.session._session.get_service_model("swf")
+        # One session with the SWF model and endpoint rules loaded (botocore's
+        # loader caches them per session): a child's clients then take ~13 ms, not ~60.
+        try:
+            self.session = swf.warm_session(self.endpoint)
+        except swf.CaravanError as exc:  # a bad profile or region: each child says so as it fails to boot
+            log.error("preload: %s", exc)
         gc.freeze()  # keep the preloaded objects out of the children's collections: pages stay shared
 
 

@@ -786,3 +786,32 @@ def test_fast_exit_only_inside_the_long_poll_and_only_once(tmp_path):
         child.on_quit(signal.SIGQUIT, None)
     child.on_quit(signal.SIGQUIT, None)  # a second QUIT during the way out raises nothing
     os.close(fd)
+
+
+def test_an_orphan_lets_its_poll_end_within_its_own_deadline(monkeypatch):
+    """The master died: a poll dropped now could still be handed a task by SWF, which then waits for its timeout.
+
+    So the orphan stops as on TERM (never abandoning the poll in flight) and
+    arms its own SIGALRM at the poll's read timeout plus the alarm margin.
+    """
+    from types import SimpleNamespace
+
+    from caravand import child as child_module
+    from caravand.child import ORPHAN_SIGNAL, ChildProcess
+    from caravand.config import ALARM_MARGIN
+    from caravand.swf import Endpoint
+
+    timers = []
+    monkeypatch.setattr(child_module.signal, "setitimer", lambda which, seconds: timers.append((which, seconds)))
+    spec = SimpleNamespace(kind="activity", name="p", domain="D", task_list="t")
+    fd = os.open(os.devnull, os.O_WRONLY)
+    try:
+        child = ChildProcess(spec, 1, Endpoint(poll_hold=60), fd, os.getppid())
+        child.poller = SimpleNamespace(abortable=True, stop=lambda: None)  # inside the long poll
+        child.on_orphaned(ORPHAN_SIGNAL, None)  # no FastExit: the poll ends by itself
+        assert child.stop_requested
+        assert timers == [(signal.ITIMER_REAL, 70 + ALARM_MARGIN)]
+        child.on_orphaned(ORPHAN_SIGNAL, None)
+        assert len(timers) == 1  # armed once
+    finally:
+        os.close(fd)

@@ -514,3 +514,20 @@ def test_a_throttled_answer_on_the_wire_is_retryable():
             assert (info.value.code, info.value.status) == (code, status)
             assert swf.is_retryable(info.value)
     assert server.operations() == ["RespondActivityTaskCompleted"] * 2
+
+
+def test_warm_session_caches_what_a_client_needs_and_opens_no_connection():
+    """The master warms it before fork: a connection made here would be shared by every child."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.setblocking(False)
+        endpoint = swf.Endpoint(endpoint_url=f"http://127.0.0.1:{listener.getsockname()[1]}", region="us-east-1")
+        session = swf.warm_session(endpoint)
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected
+    # What the first client reads besides the model (the endpoint rules: ~45 ms) is in the session's loader.
+    cached = [str(key) for key in session._session.get_component("data_loader")._cache]
+    assert any("endpoint-rule-set" in key for key in cached) and any("service-2" in key for key in cached)
