@@ -72,6 +72,15 @@ class System:
             return None
         return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
 
+    @staticmethod
+    def process_state(pid: int) -> str | None:
+        """The state letter of ``pid`` in /proc (R, S, D, T: stopped, t: traced...), or None if unreadable."""
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                return stat.read().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            return None
+
 
 @dataclasses.dataclass
 class Child:
@@ -603,6 +612,14 @@ class Master:
                     self.signal_child(child, signal.SIGALRM)
                     child.alarmed = True
             reason = child.overdue(now)
+            if reason is not None and self.system.process_state(child.pid) in ("T", "t"):
+                # SIGSTOPped (or held by a debugger): it cannot run a handler, so
+                # no stack would follow a SIGABRT; only SIGKILL reaches it.
+                log.error("hung: %s (pid %d) %s: it is stopped (state T) and cannot dump its stack: SIGKILL",
+                          child.label, child.pid, reason)  # fmt: skip
+                self.signal_child(child, signal.SIGKILL)
+                child.kill_stage = "kill"
+                continue
             if reason is not None:
                 log.error("hung: %s (pid %d) %s: SIGABRT (its stack is logged when it exits)", child.label,
                           child.pid, reason)  # fmt: skip
@@ -660,6 +677,24 @@ class Master:
             self.draining.append(pool)
         for child in list(pool.children.values()):
             self.retire(child, why)
+
+    def serving_generation(self, pool: Pool) -> Pool:
+        """The generation of ``pool`` that serves until a newer one is up; the others go now.
+
+        ``pool`` itself serves unless it is a replacement that never came up
+        (a failing module, a crash loop): then its predecessor still serves,
+        and ``pool`` is drained. A refused or failing replacement must never
+        retire the pool that serves (HUP, HUP with two bad inis left none).
+        """
+        serving = pool
+        if pool.replaces is not None:
+            serving, pool.replaces = pool.replaces, None
+            self.drain(pool, f"superseded by a newer {pool.name} before it was up")
+        if serving not in self.draining:
+            self.draining.append(serving)
+        serving.health.stop()
+        serving.draining = True
+        return serving
 
     def drain_replaced(self, pool: Pool) -> None:
         """An older generation that waited for ``pool`` to boot goes now: ``pool`` is superseded too."""
@@ -729,12 +764,8 @@ class Master:
             else:
                 fresh = self.make_pool(spec)
                 if pool is not None:
-                    self.drain_replaced(pool)
-                    fresh.replaces = pool  # drained once the new one is up
+                    fresh.replaces = self.serving_generation(pool)  # drained once the new one is up
                     log.info("replacing: %s (new settings; new children first)", name)
-                    self.draining.append(pool)
-                    pool.health.stop()
-                    pool.draining = True
                 else:
                     log.info("added: %s", name)
                 self.pools[name] = fresh
@@ -797,7 +828,11 @@ class Master:
         from caravand.embedded import EmbeddedEndpoint
 
         self.embedded = EmbeddedEndpoint(port=self.config.master.embedded_port)
-        url = self.embedded.start()
+        try:
+            url = self.embedded.start()
+        except OSError as exc:  # Popen under a process or file limit: EAGAIN, EMFILE, EACCES...
+            self.embedded = None
+            raise swf.CaravanError(f"embedded SWF endpoint: cannot start its process: {exc}") from None
         log.info("embedded SWF endpoint: %s (pid %d)", url, self.embedded.pid)
 
     def embedded_died(self, status: int) -> None:

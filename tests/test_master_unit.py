@@ -74,6 +74,7 @@ class FakeSystem(System):
         self.exits: list[tuple[int, int]] = []
         self.rss: dict[int, float] = {}
         self.gone: set[int] = set()
+        self.states: dict[int, str] = {}
 
     def fork(self):  # pragma: no cover - a test that gets here is wrong
         raise AssertionError("the unit tests never fork")
@@ -91,6 +92,9 @@ class FakeSystem(System):
 
     def rss_mb(self, pid):
         return self.rss.get(pid)
+
+    def process_state(self, pid):
+        return self.states.get(pid, "S")
 
 
 class FakeNotifier:
@@ -726,10 +730,8 @@ def test_a_failed_fork_backs_the_pool_off_instead_of_stopping_the_master(master,
         master.selector.close()
 
 
-def test_a_second_reload_before_the_replacement_booted_still_retires_the_oldest_children(
-    tmp_path, system, spawned, clock
-):
-    """HUP, HUP: generation 1 must not be forgotten while generation 2 never booted."""
+def test_a_second_reload_before_the_replacement_booted_keeps_the_serving_generation(tmp_path, system, spawned, clock):
+    """HUP, HUP: generation 1 serves until generation 3 is up; generation 2, never up, goes at once."""
     cfg = write_config(tmp_path)
     master = make_master(cfg, system)
     master.manage_pools(clock())
@@ -745,12 +747,48 @@ def test_a_second_reload_before_the_replacement_booted_still_retires_the_oldest_
     assert len(second) == 2 and all(not c.retiring for c in first)
     path.write_text(path.read_text().replace("caravand.examples.greeting", "caravand.examples.demo"))
     master.reload()  # before generation 2 booted
-    assert all(c.retiring for c in first), "the first generation was left running"
-    assert all(c.retiring for c in second) is False  # generation 2 waits for generation 3 to boot
+    assert all(c.retiring for c in second)  # never up: superseded
+    assert not any(c.retiring for c in first)  # still the only one serving
+    master.manage_pools(clock())
+    third = [c for c in spawned if c not in first and c not in second]
+    assert len(third) == 2
+    boot_all(master)
+    master.manage_pools(clock())
+    assert all(c.retiring for c in first)  # generation 3 is up: now generation 1 goes
+    assert not any(c.retiring for c in third)
+
+
+def test_good_bad_bad_good_reloads_never_leave_zero_workers(tmp_path, system, spawned, clock):
+    """Seen: two bad reloads in a row retired the pool that served, and no child of it ran any more."""
+    cfg = write_config(tmp_path)
+    master = make_master(cfg, system)
+    path = pathlib.Path(cfg.path)
+    text = path.read_text()
+    master.manage_pools(clock())
+    boot_all(master)
+    serving = list(spawned)
+
+    def serving_children():
+        return [c for c in master.children.values() if c.booted_at is not None and not c.retiring]
+
+    for module in ("caravand.examples.greeting", "caravand.examples.lambda_demo"):  # two failing replacements
+        path.write_text(text.replace("modules = caravand.examples.demo", f"modules = {module}"))
+        master.reload()
+        master.manage_pools(clock())
+        # The new generation never boots: its children die as failed starts.
+        for child in [c for c in master.children.values() if c.booted_at is None]:
+            system.exits.append((child.pid, exited(3)))
+        master.reap()
+        master.manage_pools(clock())
+        assert serving_children() == serving, "the generation that serves was retired"
+    path.write_text(text)  # good again
+    master.reload()
     master.manage_pools(clock())
     boot_all(master)
     master.manage_pools(clock())
-    assert all(c.retiring for c in second)
+    fresh = serving_children()
+    assert len(fresh) == 2 and not [c for c in fresh if c in serving]
+    assert all(c.retiring for c in serving)
 
 
 def test_ready_comes_even_when_a_pool_gave_up(tmp_path, system, spawned, clock):
@@ -815,3 +853,22 @@ def test_an_orphan_lets_its_poll_end_within_its_own_deadline(monkeypatch):
         assert len(timers) == 1  # armed once
     finally:
         os.close(fd)
+
+
+def test_a_stopped_child_gets_sigkill_at_once_not_a_sigabrt_it_cannot_answer(master, spawned, system, clock, caplog):
+    """A SIGSTOPped child cannot run faulthandler: no stack would follow, and kill_grace would be wasted."""
+    master.manage_pools(clock())
+    boot_all(master)
+    child = spawned[0]
+    system.states[child.pid] = "T"
+    clock.advance(31)  # silent past beat_timeout: it is stopped
+    spawned[1].last_seen = clock()
+    master.watch_children(clock())
+    assert system.killed == [(child.pid, signal.SIGKILL)]
+    assert "it is stopped (state T) and cannot dump its stack: SIGKILL" in caplog.text
+    assert "its stack is logged" not in caplog.text
+
+
+def test_process_state_reads_proc():
+    assert System.process_state(os.getpid()) in ("R", "S")
+    assert System.process_state(2**22 + 12345) is None
