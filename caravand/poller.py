@@ -258,7 +258,9 @@ class Poller:
             self.unfixable_errors = 0
         else:
             self.unfixable_errors += 1
-            if self.unfixable_errors >= GIVE_UP_AFTER:
+            # Missing or incomplete credentials, no region: this machine's
+            # setup, which no retry changes: say so at once.
+            if self.unfixable_errors >= GIVE_UP_AFTER or isinstance(exc, swf.ConfigError):
                 raise PollerGaveUp(
                     f"polling {self.domain}/{self.task_list} failed {self.unfixable_errors} times in a row "
                     f"with an error no retry can fix: {exc}"

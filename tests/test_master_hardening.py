@@ -248,3 +248,22 @@ def test_stack_dump_is_logged_whole_from_the_childs_own_file(master, spawned, sy
     records = [r for r in caplog.records if r.getMessage().startswith("stack: demo#1")]
     assert len(records) == 1 and dump in records[0].getMessage()  # one record: never interleaved
     assert not os.path.exists(master.stack_file(child.pid))
+
+
+@pytest.mark.parametrize("error", [BlockingIOError(11, "Resource temporarily unavailable"), PermissionError(13, "no")])
+def test_an_embedded_endpoint_that_cannot_be_spawned_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys, error):
+    """Popen under a process limit raised through the master: a traceback and all its children's fate unclear."""
+    import subprocess
+
+    from caravand import main as main_module
+
+    def no_process(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    ini = tmp_path / "caravan.ini"
+    ini.write_text("[caravand]\nendpoint_url = embedded\nembedded_port = 4698\n")
+    assert main_module.main([str(ini)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "embedded SWF endpoint: cannot start its process" in err and str(error.errno) in err

@@ -61,3 +61,19 @@ def test_a_good_poll_between_resets_the_count():
     for _ in range(2 * GIVE_UP_AFTER - 1):
         h.poller.run_once()  # never raises
     h.assert_done()
+
+
+def test_missing_or_partial_credentials_give_up_at_once():
+    """A ConfigError (no or incomplete credentials, no region) is this machine's setup: no retry changes it."""
+    from caravand import swf
+
+    h = Harness()
+
+    def poll_once():
+        raise swf.ConfigError("PollForActivityTask: incomplete AWS credentials (...): set AWS_SECRET_ACCESS_KEY")
+
+    h.poller.poll_once = poll_once
+    with pytest.raises(PollerGaveUp) as info:
+        h.poller.run_once()
+    assert "incomplete AWS credentials" in str(info.value)
+    assert h.fake.sleeps == []
