@@ -210,7 +210,12 @@ def make_client(
         read_timeout=read,
         retries={"total_max_attempts": attempts, "mode": "standard"},
     )
-    return session.client("swf", region_name=region, endpoint_url=endpoint.endpoint_url or None, config=config)
+    try:
+        return session.client("swf", region_name=region, endpoint_url=endpoint.endpoint_url or None, config=config)
+    except botocore.exceptions.BotoCoreError as exc:  # credentials are resolved here: partial ones raise
+        raise translate_error(exc, "creating the SWF client") from None
+    except ValueError as exc:  # botocore's own check of endpoint_url
+        raise ConfigError(f"endpoint URL {endpoint.endpoint_url!r}: {flatten(exc)}") from None
 
 
 def _round_down(seconds: float) -> float:
