@@ -14,7 +14,7 @@ from caravand import Activity, Workflow, registration, swf
 from caravand.activity_worker import ActivityWorker
 from caravand.decider import Decider
 from caravand.examples import greeting, greeting_activities
-from caravand.loader import load_classes
+from caravand.loader import import_module, load_classes
 from caravand.swf import ConfigError
 
 _counter = itertools.count()
@@ -177,6 +177,36 @@ def test_unimportable_module_is_a_one_line_config_error(write_module, source, ca
 def test_missing_module_is_a_config_error():
     with pytest.raises(ConfigError, match="cannot import module 'caravand_not_a_module_at_all'"):
         load_classes(["caravand_not_a_module_at_all"], Workflow)
+
+
+def test_a_module_not_found_says_where_it_looked_and_how_to_fix_it(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        load_classes(["mybench_nowhere_x3"], Workflow)
+    message = str(info.value)
+    assert message.startswith(f"cannot import module 'mybench_nowhere_x3' (searched: {tmp_path}, ")
+    assert message.endswith("): set pythonpath in [caravand] or install the package")
+    assert "\n" not in message
+    # The hint is the caller's: caravan-decider names its own option.
+    with pytest.raises(ConfigError, match=r"\): add its directory with --pythonpath$"):
+        load_classes(["mybench_nowhere_x3"], Workflow, hint="add its directory with --pythonpath")
+    with pytest.raises(ConfigError, match=r"\): pass --pythonpath$"):
+        import_module("mybench_nowhere_x3", hint="pass --pythonpath")
+
+
+def test_a_missing_submodule_says_where_its_package_looked(write_module, tmp_path):
+    package = tmp_path / "caravand_test_pkg_sub_q2"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    importlib.invalidate_caches()
+    try:
+        with pytest.raises(ConfigError) as info:
+            import_module("caravand_test_pkg_sub_q2.missing")
+        assert str(info.value).startswith(
+            f"cannot import module 'caravand_test_pkg_sub_q2.missing' (searched: {package}):"
+        )
+    finally:
+        sys.modules.pop("caravand_test_pkg_sub_q2", None)
 
 
 def test_module_without_a_class_is_an_error(write_module):
