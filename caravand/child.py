@@ -43,6 +43,7 @@ import setproctitle
 
 from caravand import registration, swf
 from caravand.config import ALARM_MARGIN
+from caravand.loader import add_to_sys_path
 from caravand.pdeath import parent_is, set_parent_death_signal
 from caravand.poller import Hooks, Poller, PollerGaveUp
 from caravand.swf import CaravanError
@@ -207,6 +208,7 @@ class ChildProcess:
                 os._exit(code)
 
     def main(self) -> int:
+        add_to_sys_path(getattr(self.pool, "pythonpath", ()))  # first: before anything imports the pool's modules
         die_with_parent(self.parent_pid)
         self.install_signals()
         self.enable_stack_dumps()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import difflib
 import inspect
 import math
 import os
@@ -19,8 +20,9 @@ from collections.abc import Callable
 
 from paste.deploy.loadwsgi import ConfigLoader
 
+from caravand.loader import add_to_sys_path, sys_path_added
 from caravand.states import RestartPolicy
-from caravand.swf import SWF_POLL_HOLD, ConfigError, Endpoint, flatten
+from caravand.swf import SWF_POLL_HOLD, ConfigError, Endpoint, UsageError, flatten
 
 MASTER_SECTION = "caravand"
 EMBEDDED = "embedded"
@@ -38,7 +40,10 @@ def parse_bool(value: str) -> bool:
 
 
 def parse_port(value: str) -> int:
-    port = int(value)
+    try:
+        port = int(value)
+    except ValueError:
+        port = 0
     if not 1 <= port <= 65535:
         raise ValueError("expected a port number from 1 to 65535")
     return port
@@ -105,6 +110,26 @@ def parse_text(value: str) -> str:
     return value.strip()
 
 
+def parse_pythonpath(value: str) -> tuple[str, ...]:
+    """Comma-separated directories, as written (see :func:`resolve_pythonpath`)."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+#: SWF serves at most 1000 pollers per task list (per account and region).
+SWF_MAX_POLLERS = 1000
+#: The default bound on a pool's processes: a typo must not fork thousands.
+DEFAULT_MAX_PROCESSES = 256
+
+
+def parse_max_processes(value: str) -> int:
+    number = parse_int(value)
+    if not 1 <= number <= SWF_MAX_POLLERS:
+        raise ValueError(
+            f"expected 1 to {SWF_MAX_POLLERS} (SWF serves at most {SWF_MAX_POLLERS} pollers per task list)"
+        )
+    return number
+
+
 @dataclasses.dataclass(frozen=True)
 class Setting:
     """One key of an ini section: its parser, default and meaning."""
@@ -138,6 +163,19 @@ MASTER_SETTINGS = (
     Setting("log_file", parse_text, "", "with --daemon: the file stdout and stderr go to"),
     Setting("register_domains", parse_bool, "false", "register the pools' domains at start"),
     Setting("preload", parse_bool, "false", "import the pool modules in the master, before fork"),
+    Setting(
+        "pythonpath",
+        parse_pythonpath,
+        "",
+        "directories put first on sys.path before the pools' modules are imported, comma-separated; "
+        "relative ones are relative to the ini's directory",
+    ),
+    Setting(
+        "max_processes",
+        parse_max_processes,
+        str(DEFAULT_MAX_PROCESSES),
+        f"the most processes a pool may ask for (at most {SWF_MAX_POLLERS}: SWF's pollers per task list)",
+    ),
 )
 
 
@@ -157,6 +195,8 @@ class MasterSpec:
     log_file: str
     register_domains: bool
     preload: bool
+    pythonpath: tuple = ()  # absolute directories
+    max_processes: int = DEFAULT_MAX_PROCESSES
 
     @property
     def embedded(self) -> bool:
@@ -235,13 +275,31 @@ def parse_section(path: str, loader: ConfigLoader, section: str, settings, overr
     return values
 
 
+def resolve_pythonpath(path: str, section: str, dirs) -> tuple[str, ...]:
+    """``dirs`` made absolute (relative ones from the ini's directory); each must be a directory."""
+    base = os.path.dirname(os.path.abspath(path))
+    resolved = []
+    for directory in dirs:
+        full = os.path.normpath(os.path.join(base, os.path.expanduser(directory)))
+        if not os.path.isdir(full):
+            raise ConfigError(f"{path}: [{section}] pythonpath: {full}: no such directory")
+        if full not in resolved:
+            resolved.append(full)
+    return tuple(resolved)
+
+
+def make_master(path: str, values: dict) -> MasterSpec:
+    values = dict(values, pythonpath=resolve_pythonpath(path, MASTER_SECTION, values["pythonpath"]))
+    return MasterSpec(path=os.path.abspath(path), **values)
+
+
 def load_master(path: str, overrides: dict[str, str] | None = None) -> MasterSpec:
     """Read and validate the ``[caravand]`` section of the ini at ``path``."""
     loader = read_ini(path)
     if not loader.parser.has_section(MASTER_SECTION):
         raise ConfigError(f"{path}: no [{MASTER_SECTION}] section")
     values = parse_section(path, loader, MASTER_SECTION, MASTER_SETTINGS, overrides)
-    return MasterSpec(path=os.path.abspath(path), **values)
+    return make_master(path, values)
 
 
 # -- pools: one [pool:NAME] section each
@@ -275,7 +333,13 @@ def parse_required(value: str) -> str:
 POOL_SETTINGS = (
     Setting("domain", parse_swf_name, "", "SWF domain of the pool's task list"),
     Setting("task_list", parse_swf_name, "", "the task list its children poll"),
-    Setting("processes", parse_count, "1", "how many child processes poll it"),
+    Setting("processes", parse_count, "1", "how many child processes poll it (at most max_processes)"),
+    Setting(
+        "pythonpath",
+        parse_pythonpath,
+        "",
+        "directories put first on sys.path for this pool's modules (before [caravand]'s), comma-separated",
+    ),
     Setting("max_tasks", parse_count, "0", "recycle a child after this many tasks (0: never)"),
     Setting("max_tasks_jitter", parse_count, "0", "add up to this many to max_tasks, per child"),
     Setting("max_rss_mb", parse_count, "0", "recycle a child whose resident memory exceeds this (0: never)"),
@@ -317,6 +381,12 @@ class PoolSpec:
     restart_window: float
     fatal_retry: float
     min_uptime: float
+    #: The pool's pythonpath then [caravand]'s, absolute: first on sys.path before its modules import.
+    pythonpath: tuple = ()
+
+    def apply_pythonpath(self) -> None:
+        """Put the pool's directories first on ``sys.path`` (in each child, and the master with preload)."""
+        add_to_sys_path(self.pythonpath)
 
     def make_poller(self, endpoint, *, identity, hooks):
         return self.factory.make_poller(
@@ -326,6 +396,7 @@ class PoolSpec:
     def preload(self) -> None:
         preload = getattr(self.factory, "preload", None)
         if preload is not None:
+            self.apply_pythonpath()
             preload()
 
     def restart_policy(self):
@@ -357,14 +428,42 @@ class Config:
 
 
 def split_overrides(path: str, items: list[str]) -> dict[str, str]:
-    """``["key=value", ...]`` from the command line -> a dict; ConfigError on a malformed one."""
+    """``["key=value", ...]`` from the command line -> a dict; UsageError (exit 2) on a malformed one."""
     overrides = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"{path}: override {item!r}: expected key=value")
+            raise UsageError(f"{path}: override {item!r}: expected key=value")
         overrides[key.strip()] = value
     return overrides
+
+
+def check_overrides(path: str, overrides: dict[str, str]) -> None:
+    """Refuse (UsageError, exit 2) a ``key=value`` that nothing in the ini would read.
+
+    A name that is no [caravand] setting, no key of [DEFAULT] and no
+    ``%(name)s`` of the file would silently become an unused [DEFAULT]
+    value: ``graceful_timout=30`` would run with 120 s. A variable of one's
+    own is declared in [DEFAULT] first (one line), so refusing costs nothing.
+    An ini that cannot be read is left for :func:`load` to report.
+    """
+    try:
+        with open(path, encoding="utf-8") as ini:
+            text = ini.read()
+        defaults = section_keys(path, "DEFAULT")
+    except (OSError, UnicodeDecodeError, configparser.Error):
+        return
+    used = set(re.findall(r"%\(([^)]*)\)s", text))
+    known = {s.name for s in MASTER_SETTINGS}
+    for key, value in overrides.items():
+        if key in known or key in used or key in defaults:
+            continue
+        close = difflib.get_close_matches(key, sorted(known | used | defaults), n=1)
+        guess = f" (did you mean {close[0]}?)" if close else ""
+        raise UsageError(
+            f"{path}: override {key}={value}: the ini has no such [{MASTER_SECTION}] setting{guess}, [DEFAULT] key "
+            f"or %({key})s; to pass a variable of your own, declare it in [DEFAULT] first"
+        )
 
 
 class _PoolType:
@@ -393,7 +492,9 @@ def _load_factory(path: str, section: str, overrides: dict):
         raise ConfigError(f"{path}: [{section}] use: {flatten(exc)}") from None
 
 
-def parse_pool(path: str, loader: ConfigLoader, section: str, overrides: dict) -> PoolSpec:
+def parse_pool(
+    path: str, loader: ConfigLoader, section: str, overrides: dict, master: MasterSpec | None = None
+) -> PoolSpec:
     parser = loader.parser
     name = section[len(POOL_PREFIX) :].strip()
     written = section_keys(path, section)
@@ -422,6 +523,15 @@ def parse_pool(path: str, loader: ConfigLoader, section: str, overrides: dict) -
         except ValueError as exc:
             problem = "missing" if setting.default == "" and setting.name not in written else f"{raw!r}: {exc}"
             raise ConfigError(f"{path}: [{section}] {setting.name}: {problem}") from None
+    limit = master.max_processes if master is not None else DEFAULT_MAX_PROCESSES
+    if values["processes"] > limit:
+        raise ConfigError(
+            f"{path}: [{section}] processes = {values['processes']}: at most {limit} per pool (a bound, so that a "
+            f"typo cannot fork thousands of processes); if you mean it, raise max_processes in [{MASTER_SECTION}], "
+            f"up to {SWF_MAX_POLLERS} (SWF's limit of pollers per task list)"
+        )
+    pythonpath = resolve_pythonpath(path, section, values["pythonpath"])
+    values["pythonpath"] = tuple(dict.fromkeys(pythonpath + (master.pythonpath if master is not None else ())))
 
     use = value("use").strip()
     factory = _load_factory(path, section, overrides)
@@ -440,13 +550,18 @@ def parse_pool(path: str, loader: ConfigLoader, section: str, overrides: dict) -
         if p.name in names and p.default is p.empty and p.name not in options:
             raise ConfigError(f"{path}: [{section}] {p.name}: missing")
     try:
-        made = factory(dict(parser.defaults()), **options)
+        with sys_path_added(values["pythonpath"]):  # the factory may look its modules up
+            made = factory(dict(parser.defaults()), **options)
     except ConfigError as exc:
         raise ConfigError(f"{path}: [{section}] {exc}") from None
     except Exception as exc:  # a factory of one's own may raise anything
         raise ConfigError(f"{path}: [{section}] use: {use}: {type(exc).__name__}: {flatten(exc)}") from None
     if not callable(getattr(made, "make_poller", None)):
         raise ConfigError(f"{path}: [{section}] use: {use} made {made!r}, which has no make_poller()")
+    from caravand.pools import ModulesPool  # it imports this module
+
+    if isinstance(made, ModulesPool):  # its registrar imports the modules too, in a process of the master's
+        made.pythonpath = values["pythonpath"]
     return PoolSpec(
         name=name,
         use=use,
@@ -486,13 +601,13 @@ def load(path: str, overrides: dict[str, str] | None = None) -> Config:
     master_values = parse_section(
         path, loader, MASTER_SECTION, MASTER_SETTINGS, {k: v for k, v in overrides.items() if k in master_names}
     )
-    master = MasterSpec(path=os.path.abspath(path), **master_values)
+    master = make_master(path, master_values)
     check_graceful_timeout(path, master)
     pools = {}
     for section in loader.parser.sections():
         if not section.startswith(POOL_PREFIX):
             continue
-        spec = parse_pool(path, loader, section, variables)
+        spec = parse_pool(path, loader, section, variables, master)
         if not spec.name:
             raise ConfigError(f"{path}: [{section}]: a pool needs a name, as in [pool:orders-decider]")
         if spec.name in pools:

@@ -1,21 +1,24 @@
 """``caravand caravan.ini [key=value ...]``: the daemon's command line.
 
 Foreground by default (systemd's Type=notify, or a terminal); ``--daemon``
-detaches with python-daemon's DaemonContext. ``--check`` validates the ini
-and prints its pools without starting anything. Exit codes: 0 stopped
-cleanly, 1 could not run (another master holds the pidfile...), 2 usage,
-78 configuration.
+detaches with python-daemon's DaemonContext. ``--check`` validates the ini,
+imports each pool's modules in a throwaway child, and prints its pools
+without starting anything; a start checks the modules the same way first.
+Exit codes: 0 stopped cleanly, 1 could not run (another master holds the
+pidfile...), 2 usage, 78 configuration.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
 
 from caravand import __version__
-from caravand.config import Config, load, setup_logging, split_overrides
+from caravand.config import Config, check_overrides, load, setup_logging, split_overrides
 from caravand.ctl import Parser
+from caravand.loader import check_imports_in_child
 from caravand.output import table
 from caravand.pidfile import PidFile
 from caravand.swf import CaravanError, ConfigError, UsageError
@@ -25,11 +28,46 @@ log = logging.getLogger("caravand")
 LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 
 
+EPILOG = """\
+exit codes:
+  0   stopped cleanly (TERM, INT, QUIT)
+  1   could not run (another caravand holds the pidfile, the OS refused...)
+  2   usage: a bad option or key=value
+  78  invalid configuration (EX_CONFIG): the ini, or a pool module that does
+      not import; systemd's unit does not restart on it
+
+signals to the master:
+  TERM  graceful stop: children finish the poll in flight and the task in
+        hand; SIGKILL after graceful_timeout
+  INT   like TERM; a second INT is QUIT
+  QUIT  fast stop: polls abandoned, tasks in hand still finished
+  HUP   reload the ini: refused if invalid, else the difference is applied
+  TTIN  one more child in every pool
+  TTOU  one child fewer in every pool
+  USR1  reopen log files
+"""
+
+
 def build_parser() -> Parser:
-    parser = Parser(prog="caravand", description="Run the SWF decider and activity pools of an ini file.")
+    parser = Parser(
+        prog="caravand",
+        description="Run the SWF decider and activity pools of an ini file.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("config", metavar="INI", help="the caravan.ini to run")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="[caravand] settings or [DEFAULT] values")
-    parser.add_argument("--check", action="store_true", help="validate the ini, print its pools, start nothing")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        default=[],  # optional: argparse counts a "*" positional without a default as required
+        metavar="key=value",
+        help="a [caravand] setting, or a [DEFAULT] value the ini uses as %%(key)s",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the ini, import each pool's modules (in a throwaway process), print the pools, start nothing",
+    )
     parser.add_argument("--daemon", action="store_true", help="detach (not under systemd); needs a pidfile")
     parser.add_argument("--pidfile", help="hold this pidfile (default: the ini's pidfile)")
     parser.add_argument(
@@ -63,7 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        config = load(args.config, split_overrides(args.config, args.overrides))
+        overrides = split_overrides(args.config, args.overrides)
+        check_overrides(args.config, overrides)
+        config = load(args.config, overrides)
+        # The modules import in a throwaway child: the master stays clean
+        # (without preload), and a broken one is refused here, not in a crash loop.
+        check_imports_in_child(config, logging=args.check)
     except CaravanError as exc:
         print(f"caravand: error: {exc}", file=sys.stderr)
         return exc.exit_code

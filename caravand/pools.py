@@ -17,22 +17,31 @@ from caravand.activity import Activity
 from caravand.activity_worker import ActivityWorker
 from caravand.config import parse_bool, parse_count
 from caravand.decider import MAX_DECISION_RETRIES, ON_ERROR, Decider
-from caravand.loader import load_classes
+from caravand.loader import IMPORT_HINT, add_to_sys_path, load_classes, searched
 from caravand.swf import ConfigError, flatten
 from caravand.workflow import Workflow
 
 
 def split_modules(modules: str) -> list[str]:
+    """The module names; each one's top-level package must be findable (nothing is imported here).
+
+    Only the top level is looked up: finding ``pkg.mod`` would import
+    ``pkg``, and the master imports no module of the user's (unless
+    ``preload``). Whether each module imports and defines classes is
+    checked in a throwaway child (caravand.loader.check_imports_in_child).
+    """
     names = modules.split()
     if not names:
         raise ConfigError("modules: missing (the modules that define the pool's classes)")
     for name in names:
+        top = name.partition(".")[0]
         try:
-            found = importlib.util.find_spec(name)
-        except Exception as exc:  # a parent package that fails at import raises anything
+            found = importlib.util.find_spec(top)
+        except Exception as exc:  # a malformed name, or a module whose spec is broken
             raise ConfigError(f"modules: cannot import {name!r}: {type(exc).__name__}: {flatten(exc)}") from None
         if found is None:
-            raise ConfigError(f"modules: no module named {name!r}")
+            missing = repr(top) if top == name else f"{top!r} (of {name!r})"
+            raise ConfigError(f"modules: no module named {missing} (searched: {searched(top)}): {IMPORT_HINT}")
     return names
 
 
@@ -44,7 +53,14 @@ def register_flag(register: str) -> bool:
 
 
 class ModulesPool:
-    """A pool of Decider or ActivityWorker children serving the classes of some modules."""
+    """A pool of Decider or ActivityWorker children serving the classes of some modules.
+
+    ``pythonpath``: the pool's directories (caravand.config sets them),
+    put first on ``sys.path`` before the modules are imported: in the
+    master with preload, in each child, and in the registrar.
+    """
+
+    pythonpath: tuple = ()
 
     def __init__(self, kind: str, poller_class, base, modules: list[str], register: bool, **poller_options):
         self.kind = kind
@@ -57,15 +73,19 @@ class ModulesPool:
     def __repr__(self):
         return f"<{self.kind} pool of {' '.join(self.modules)}>"
 
+    def classes(self) -> dict:
+        add_to_sys_path(self.pythonpath)
+        return load_classes(self.modules, self.base)
+
     def preload(self) -> None:
         """Import the modules now (in the master, before fork), so children share them."""
-        load_classes(self.modules, self.base)
+        self.classes()
 
     def register_types(self, client, domain) -> None:
         """Register the modules' types (if the pool's ``register`` says so): the master's registrar calls it."""
         if self.register:
             kind = "workflow" if self.base is Workflow else "activity"
-            registration.register_types(client, domain, kind, load_classes(self.modules, self.base).values())
+            registration.register_types(client, domain, kind, self.classes().values())
 
     def make_poller(self, endpoint, *, domain, task_list, identity, hooks):
         # register=False: the master registers once per pool (register_types
@@ -74,7 +94,7 @@ class ModulesPool:
             endpoint,
             domain,
             task_list,
-            load_classes(self.modules, self.base),
+            self.classes(),
             identity=identity,
             hooks=hooks,
             register=False,

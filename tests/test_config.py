@@ -137,6 +137,8 @@ def test_bad_port(tmp_path, value):
     message = str(config_error(path))
     assert path in message and "[caravand]" in message and "embedded_port" in message
     assert repr(value) in message
+    # Whatever is wrong with it, the message says what a port is (not int()'s own words).
+    assert message.endswith(": expected a port number from 1 to 65535") and "invalid literal" not in message
 
 
 @pytest.mark.parametrize("key", ["register_domains", "preload"])
@@ -192,3 +194,16 @@ def test_no_caravand_section(tmp_path):
     path = write_ini(tmp_path, "[DEFAULT]\nregion = us-east-1\n\n[app:main]\nuse = egg:x\n")
     message = str(config_error(path))
     assert path in message and "no [caravand] section" in message
+
+
+def test_pythonpath_and_max_processes_defaults(tmp_path):
+    spec = load_master(write_ini(tmp_path, "[caravand]\n"))
+    assert spec.pythonpath == () and spec.max_processes == 256
+
+
+def test_pythonpath_is_relative_to_the_ini_and_may_use_here(tmp_path, monkeypatch):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "app").mkdir()
+    path = write_ini(tmp_path, "[caravand]\npythonpath = %(here)s/lib, app ,, lib\n")
+    monkeypatch.chdir("/")
+    assert load_master(path).pythonpath == (str(tmp_path / "lib"), str(tmp_path / "app"))

@@ -525,7 +525,7 @@ def broken_pool(name: str, processes: int, max_restarts: int) -> str:
         "egg:caravand#decider",
         domain="Broken",
         task_list=name,
-        modules="broken_import",
+        modules="boot_failure",  # it passes the start's import check, then fails in each child
         processes=processes,
         backoff_base="0.2",
         max_restarts=max_restarts,
@@ -546,7 +546,7 @@ def test_pool_failing_at_import_backs_off_then_gives_up_and_others_work(caravand
     )
     master = caravand(ini)
     log = master.wait_output("gave up: broken (", timeout=20)
-    assert "failed to boot: broken#1: cannot import module 'broken_import': RuntimeError" in log
+    assert "failed to boot: broken#1: cannot import module 'boot_failure': RuntimeError" in log
     assert "backoff: broken (" in log and log.index("backoff: broken (") < log.index("gave up: broken (")
     assert log.count("spawned: broken#") == max_restarts + 1
     log = master.wait_output("gave up: broken-pair (", timeout=20)
@@ -868,7 +868,8 @@ def test_max_tasks_recycles_a_child_with_its_replacement_booted_first(caravand, 
 def test_preload_imports_the_modules_once_in_the_master(caravand, endpoint, client, tmp_path, preload):
     """With preload the master imports the pool's modules before fork; without it, each child does.
 
-    (Without preload, the pool's registrar, a throwaway process, imports them too: never the master.)
+    (Without preload, the pool's registrar, a throwaway process, imports them too: never the master. Before
+    anything starts, the start's import check does too, in a throwaway process.)
     """
     probe = tmp_path / "imported-by"
     pool = pool_section("probe", domain="Preload", task_list="default", modules="import_probe", processes=2)
@@ -878,6 +879,8 @@ def test_preload_imports_the_modules_once_in_the_master(caravand, endpoint, clie
     booted(master, "probe#2")
     importers = [int(line) for line in probe.read_text().split()]
     children = set(pool_children(master.pid)["probe"])
+    check, importers = importers[0], importers[1:]  # the start's import check came first
+    assert check != master.pid and check not in children
     if preload == "true":
         assert importers == [master.pid]
     else:
@@ -998,3 +1001,96 @@ def test_the_embedded_endpoint_dies_with_a_sigkilled_master(caravand, tmp_path):
     wait_gone(endpoints, 5, "the embedded endpoint to follow its master")
     again = caravand(ini)  # the port is free: a new start works at once
     booted(again, "demo#1")
+
+
+# -- pythonpath: a module beside the ini (issue 12), and modules that do not import (issue 8)
+
+
+def write_flow_module(directory: pathlib.Path, result: str) -> None:
+    """``beside_ini.py`` in ``directory``: a workflow that completes with ``result`` (where it was found)."""
+    directory.mkdir(exist_ok=True)
+    (directory / "beside_ini.py").write_text(
+        "from caravand import Workflow\n\n\n"
+        "class BesideIni(Workflow):\n"
+        '    name = "BesideIni"\n'
+        '    version = "1.0"\n'
+        '    default_task_list = "beside"\n'
+        '    default_execution_start_to_close_timeout = "600"\n'
+        '    default_task_start_to_close_timeout = "10"\n'
+        '    default_child_policy = "TERMINATE"\n\n'
+        "    def run(self):\n"
+        f"        self.task.complete({result!r})\n"
+    )
+
+
+def beside_ini_result(client, workflow_id: str) -> str:
+    client.start_workflow_execution(
+        domain="Beside", workflowId=workflow_id, workflowType={"name": "BesideIni", "version": "1.0"}
+    )
+    events = wait_for(
+        lambda: [e for e in history(client, "Beside", workflow_id) if e["eventType"] == "WorkflowExecutionCompleted"],
+        20,
+        message=f"{workflow_id} to complete",
+    )
+    return events[0]["workflowExecutionCompletedEventAttributes"]["result"]
+
+
+def test_check_imports_the_modules_and_finds_one_beside_the_ini_through_pythonpath(tmp_path):
+    """``caravand --check`` as a real process: a module under the ini's directory, found through pythonpath."""
+    write_flow_module(tmp_path / "lib", "lib")
+    pool = pool_section("beside", domain="Beside", task_list="beside", modules="beside_ini")
+    ini = tmp_path / "caravan.ini"
+    ini.write_text("[caravand]\n\n" + pool)
+    done = run_cli("caravand", "--check", str(ini), env=master_env())
+    assert done.returncode == 78 and done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
+    assert f"{ini}: [pool:beside] modules: no module named 'beside_ini' (searched: " in done.stderr
+    assert done.stderr.endswith("): set pythonpath in [caravand] or install the package\n")
+
+    ini.write_text("[caravand]\npythonpath = %(here)s/lib\n\n" + pool)
+    done = run_cli("caravand", "--check", str(ini), env=master_env())
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.startswith(f"{ini}: ok\n")
+
+    # A module that is found but fails as it imports is refused too, in one line (it used to pass).
+    (tmp_path / "lib" / "beside_ini.py").write_text("raise RuntimeError('not today')\n")
+    done = run_cli("caravand", "--check", str(ini), env=master_env())
+    assert done.returncode == 78 and "Traceback" not in done.stderr
+    assert done.stderr == (
+        f"caravand: error: {ini}: [pool:beside] modules: cannot import module 'beside_ini': RuntimeError: not today\n"
+    )
+
+
+def test_a_running_pool_finds_its_module_through_pythonpath_and_a_hup_that_changes_it(
+    caravand, endpoint, client, tmp_path
+):
+    """The children (and the registrar) import from pythonpath; after a HUP, from the new directory."""
+    write_flow_module(tmp_path / "lib", "from lib")
+    write_flow_module(tmp_path / "lib2", "from lib2")
+    pool = pool_section("beside", domain="Beside", task_list="beside", modules="beside_ini")
+    ini = write_ini(tmp_path / "caravan.ini", endpoint, pool, pythonpath="%(here)s/lib")
+    master = caravand(ini)
+    [first] = wait_counts(master.pid, {"beside": 1})["beside"]
+    assert beside_ini_result(client, "before") == "from lib"  # registered by the registrar, run by the child
+
+    write_ini(ini, endpoint, pool, pythonpath="%(here)s/lib2")
+    master.send(signal.SIGHUP)
+    master.wait_output("replacing: beside")
+    booted(master, "beside#1", count=2)
+    wait_gone([first], 20, "the child of the old pythonpath to retire")
+    [second] = wait_counts(master.pid, {"beside": 1})["beside"]
+    assert second != first
+    assert beside_ini_result(client, "after") == "from lib2"
+    assert "crashed:" not in master.output() and "reload refused" not in master.output()
+
+
+def test_start_refuses_a_pool_module_that_does_not_import(caravand, endpoint, tmp_path):
+    """Exit 78 and one line before anything starts, instead of a pool that crash-loops until FATAL."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "beside_ini.py").write_text("def broken(:\n")
+    pool = pool_section("beside", domain="Beside", task_list="beside", modules="beside_ini")
+    ini = write_ini(tmp_path / "caravan.ini", endpoint, pool, pythonpath="%(here)s/lib")
+    master = caravand(ini)
+    assert master.wait(timeout=20) == 78
+    output = master.output()
+    assert output.startswith(f"caravand: error: {ini}: [pool:beside] modules: cannot import module 'beside_ini': ")
+    assert "SyntaxError" in output and output.count("\n") == 1 and "spawned:" not in output

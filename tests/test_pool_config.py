@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 import textwrap
 
 import pytest
 
 from caravand import config
+from caravand.loader import check_imports_in_child
 from caravand.main import main
 from caravand.pools import ModulesPool
-from caravand.swf import ConfigError, Endpoint
+from caravand.swf import ConfigError, Endpoint, UsageError
 
 MASTER = "[caravand]\n"
 DECIDER = """
@@ -233,10 +235,10 @@ def test_overrides_set_master_settings_and_variables(tmp_path):
 
 
 @pytest.mark.parametrize("item", ["noequals", "=value", " =x"])
-def test_malformed_override(tmp_path, item):
-    with pytest.raises(ConfigError) as info:
+def test_malformed_override_is_a_usage_error(tmp_path, item):
+    with pytest.raises(UsageError) as info:
         config.split_overrides("caravan.ini", [item])
-    assert info.value.exit_code == 78
+    assert info.value.exit_code == 2
     assert "expected key=value" in str(info.value)
 
 
@@ -344,18 +346,27 @@ def test_unimportable_module(tmp_path):
     message = pool_error(tmp_path, DECIDER.replace("caravand.examples.demo", "no_such_module_zz9"))
     assert "[pool:demo-decider] modules: no module named 'no_such_module_zz9'" in message
     message = pool_error(tmp_path, DECIDER.replace("caravand.examples.demo", "no_such_pkg_zz9.sub"))
-    assert "[pool:demo-decider] modules: cannot import 'no_such_pkg_zz9.sub'" in message
+    assert "[pool:demo-decider] modules: no module named 'no_such_pkg_zz9' (of 'no_such_pkg_zz9.sub')" in message
+    # Where it was looked for, and what to do about it.
+    assert "(searched: " in message and message.endswith(": set pythonpath in [caravand] or install the package")
 
 
 def test_module_whose_package_fails_at_import(tmp_path, monkeypatch):
+    """Loading the ini imports no package of the user's (the master stays clean): the import check finds it."""
     package = tmp_path / "broken_pkg_d4"
     package.mkdir()
     (package / "__init__.py").write_text("raise RuntimeError('boom\\nat import')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    message = pool_error(tmp_path, DECIDER.replace("caravand.examples.demo", "broken_pkg_d4.workflows"))
-    assert "[pool:demo-decider] modules: cannot import 'broken_pkg_d4.workflows': RuntimeError: boom at import" in (
-        message
+    path = write_ini(tmp_path, MASTER + DECIDER.replace("caravand.examples.demo", "broken_pkg_d4.workflows"))
+    loaded = config.load(path)
+    assert "broken_pkg_d4" not in sys.modules
+    with pytest.raises(ConfigError) as info:
+        check_imports_in_child(loaded)
+    assert str(info.value) == (
+        f"{path}: [pool:demo-decider] modules: cannot import module 'broken_pkg_d4.workflows': "
+        "RuntimeError: boom at import"
     )
+    assert "broken_pkg_d4" not in sys.modules
 
 
 def test_pool_key_shadowed_by_default(tmp_path):
@@ -455,7 +466,7 @@ def test_check_prints_the_pools(tmp_path, capsys):
         tmp_path,
         "[caravand]\nendpoint_url = embedded\n" + DECIDER + "processes = 2\n"
         "\n[pool:greetings]\nuse = egg:caravand#activity\ndomain = CaravanDemo\n"
-        "task_list = greetings\nmodules = caravand.examples.greeting\n",
+        "task_list = greetings\nmodules = caravand.examples.greeting_activities\n",
     )
     assert main(["--check", path]) == 0
     out, err = capsys.readouterr()
@@ -484,16 +495,17 @@ def test_check_without_pools(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    ("text", "argv_extra", "expected"),
+    ("text", "argv_extra", "expected", "code"),
     [
-        (MASTER + DECIDER + "processes = many\n", [], "[pool:demo-decider] processes: 'many'"),
-        (MASTER + DECIDER, ["oops"], "override 'oops': expected key=value"),
-        (MASTER + DECIDER + "[caravan]\n", [], "[caravan]: unknown section"),
+        (MASTER + DECIDER + "processes = many\n", [], "[pool:demo-decider] processes: 'many'", 78),
+        (MASTER + DECIDER, ["oops"], "override 'oops': expected key=value", 2),
+        (MASTER + DECIDER, ["=x"], "override '=x': expected key=value", 2),
+        (MASTER + DECIDER + "[caravan]\n", [], "[caravan]: unknown section", 78),
     ],
 )
-def test_check_bad_ini(tmp_path, capsys, text, argv_extra, expected):
+def test_check_bad_ini(tmp_path, capsys, text, argv_extra, expected, code):
     path = write_ini(tmp_path, text)
-    assert main(["--check", path, *argv_extra]) == 78
+    assert main(["--check", path, *argv_extra]) == code
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1
