@@ -89,14 +89,20 @@ class ActivityWorker(Poller):
         log.info("working: %r", task)
         task.start_heartbeats(activity_class.heartbeat_timeout_seconds())
         try:
+            return self.run_and_answer(task, activity_class)
+        finally:
+            # Only once answered: while the answer of finished work is retried
+            # (throttled, reconnecting), SWF's heartbeat timeout still runs.
+            task.stop_heartbeats()
+
+    def run_and_answer(self, task: ActivityTask, activity_class: type[Activity]) -> str:
+        try:
             result = activity_class(task).run()
         except ActivityCanceled as canceled:
             return self.answer(task, "respond_activity_task_canceled", "canceled", details=canceled.details)
         except Exception as exc:
             log.exception("activity error: %r in %s.run()", task, activity_class.__name__)
             return self.answer_failed(task, f"{type(exc).__name__}: {exc}", traceback.format_exc())
-        finally:
-            task.stop_heartbeats()
         try:
             encoded = encode_result(result)
         except (TypeError, ValueError) as exc:

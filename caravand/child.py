@@ -42,6 +42,7 @@ import time
 import setproctitle
 
 from caravand import registration, swf
+from caravand.activity_worker import FAIL_IN_HAND_BUDGET
 from caravand.config import ALARM_MARGIN
 from caravand.loader import add_to_sys_path
 from caravand.pdeath import parent_is, set_parent_death_signal
@@ -312,6 +313,11 @@ class ChildProcess:
         """The stop's deadline passed with a task still in hand: fail it so SWF retries it now."""
 
         def fail_and_exit():
+            # An answer of finished work being retried now must not be cut:
+            # it gets what the margin allows first.
+            wait_for_answer = getattr(self.poller, "wait_for_answer", None)
+            if wait_for_answer is not None and not wait_for_answer(FAIL_IN_HAND_BUDGET):
+                log.warning("deadline: %s#%d: an answer was still in flight", self.pool.name, self.index)
             fail = getattr(self.poller, "fail_task_in_hand", None)
             if fail is not None:
                 try:

@@ -400,8 +400,11 @@ class Master:
         log.info("spawned: %s (pid %d)", child.label, pid)
         return child
 
-    def fork(self, pool: Pool, *fds: int) -> int | None:
-        """Fork with the child's signals blocked; None (and ``fds`` closed) if the OS refused."""
+    def fork(self, pool: Pool, *fds: int, failed_start: bool = True) -> int | None:
+        """Fork with the child's signals blocked; None (and ``fds`` closed) if the OS refused.
+
+        A refused fork of a child is a failed start of its pool (``failed_start``).
+        """
         sys.stdout.flush()
         sys.stderr.flush()
         # Signals wait until the child has its own handlers: a SIGTERM in
@@ -414,7 +417,8 @@ class Master:
             for fd in fds:
                 os.close(fd)
             log.error("fork failed: %s (%s)", pool.name, exc)
-            pool.health.child_exited(crashed=True, uptime=0.0)
+            if failed_start:
+                pool.health.child_exited(crashed=True, uptime=0.0)
             return None
         if pid != 0:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -885,7 +889,7 @@ class Master:
 
     def start_registration(self, pool: Pool) -> None:
         """Fork a registrar for ``pool``: SWF calls (which may be throttled) never run in the loop or a boot."""
-        pid = self.fork(pool) if not self.stopping else None
+        pid = self.fork(pool, failed_start=False) if not self.stopping else None
         if pid is None:
             pool.registration, pool.registration_retry_at = (
                 "failed",

@@ -49,11 +49,15 @@ RESPOND_BACKOFF_CAP = 10.0
 MIN_ATTEMPT = swf.MIN_CONNECT_TIMEOUT + swf.MIN_READ_TIMEOUT
 
 
-#: Polls that fail this many times in a row with an error no retry can fix
-#: (a missing or deprecated domain, access denied, a validation error) end
-#: the loop with PollerGaveUp: a pool that reports ready and does nothing
-#: helps nobody, and under the daemon the pool backs off, then goes FATAL.
+#: Polls that fail at least this many times in a row, over at least
+#: GIVE_UP_SECONDS, with an error no retry can fix (a missing or deprecated
+#: domain, access denied, a validation error, missing credentials) end the
+#: loop with PollerGaveUp: a pool that reports ready and does nothing helps
+#: nobody, and under the daemon the pool backs off, then goes FATAL. The
+#: time bound spares a brief outage (an IAM change spreading, an instance
+#: metadata hiccup): every child of a pool sees it at once.
 GIVE_UP_AFTER = 5
+GIVE_UP_SECONDS = 60.0
 
 
 class PollerGaveUp(swf.CaravanError):
@@ -158,9 +162,12 @@ class Poller:
         self.rng = rng
         self.backoff = Backoff(rng=rng)
         self.unfixable_errors = 0  # polls failed in a row with an error no retry can fix
+        self.unfixable_since = 0.0  # when the first of them came
         self.stats: collections.Counter = collections.Counter()
         self.stopping = False
         self._wake = threading.Event()
+        self._answer_idle = threading.Event()  # clear while a respond is in flight
+        self._answer_idle.set()
         self._sleep = sleep or self._wake.wait
         self.client = None
         self.poll_client = None
@@ -257,13 +264,14 @@ class Poller:
         if swf.is_retryable(exc):
             self.unfixable_errors = 0
         else:
+            if self.unfixable_errors == 0:
+                self.unfixable_since = self.clock()
             self.unfixable_errors += 1
-            # Missing or incomplete credentials, no region: this machine's
-            # setup, which no retry changes: say so at once.
-            if self.unfixable_errors >= GIVE_UP_AFTER or isinstance(exc, swf.ConfigError):
+            lasted = self.clock() - self.unfixable_since
+            if self.unfixable_errors >= GIVE_UP_AFTER and lasted >= GIVE_UP_SECONDS:
                 raise PollerGaveUp(
                     f"polling {self.domain}/{self.task_list} failed {self.unfixable_errors} times in a row "
-                    f"with an error no retry can fix: {exc}"
+                    f"over {lasted:.0f} s with an error no retry can fix: {exc}"
                 )
         throttled = isinstance(exc, swf.SWFError) and exc.code in THROTTLING_CODES
         self.stats["throttled" if throttled else "poll_errors"] += 1
@@ -284,6 +292,21 @@ class Poller:
         does not cut this short. Each attempt's timeouts fit in half the
         time left, so that one more attempt always fits before the deadline.
         """
+        self._answer_idle.clear()
+        try:
+            return self._respond(task, method, outcome, deadline, **params)
+        finally:
+            self._answer_idle.set()
+
+    def wait_for_answer(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for an answer in flight (finished work) to end; True if none is left.
+
+        A stop's deadline (SIGALRM) must not cut a respond of finished work
+        that is being retried: it waits for it within its margin first.
+        """
+        return self._answer_idle.wait(timeout)
+
+    def _respond(self, task, method: str, outcome: str, deadline: float | None, **params) -> str:
         if deadline is None:
             deadline = self.clock() + RESPOND_UNKNOWN_DEADLINE
         backoff = Backoff(base=RESPOND_BACKOFF_BASE, cap=RESPOND_BACKOFF_CAP, rng=self.rng)

@@ -130,6 +130,9 @@ class PoolHealth:
             self.restarts += 1
             self.replacements += 1
             return
+        # A failed start (a failed spawn among them) owes no immediate
+        # replacement any more: what is missing now waits for the backoff.
+        self.replacements = 0
         now = self.clock()
         self.crashes.append(now)
         while self.crashes and self.crashes[0] < now - self.policy.restart_window:

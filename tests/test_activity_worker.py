@@ -592,3 +592,34 @@ def test_worker_construction():
     assert worker.activities == {("Echo", "1.0"): Echo}
     assert worker.kind == "activity"
     assert worker.task is None
+
+
+def test_heartbeats_go_on_while_a_completed_answer_is_retried(monkeypatch):
+    """Before, heartbeats stopped when run() returned: a respond throttled longer than the heartbeat timeout
+    then met ActivityTaskTimedOut (HEARTBEAT), and the finished result was thrown away as stale."""
+
+    class Long(Activity):
+        name = "Long"
+        version = "1.0"
+        default_task_start_to_close_timeout = "3600"
+        default_task_heartbeat_timeout = "30"
+
+        def run(self):
+            return "done"
+
+    h = Harness([Long])
+    alive_at_answer = []
+    real_respond = h.worker.respond
+
+    def respond(task, method, outcome, **params):
+        heartbeater = task._heartbeater
+        alive_at_answer.append(heartbeater is not None and heartbeater.is_alive())
+        return real_respond(task, method, outcome, **params)
+
+    monkeypatch.setattr(h.worker, "respond", respond)
+    h.stub.add_response("respond_activity_task_completed", {})
+    name, params = h.run_task(name="Long")
+    assert (name, params["result"]) == ("RespondActivityTaskCompleted", "done")
+    assert alive_at_answer == [True]  # still heartbeating while the answer goes out
+    assert heartbeat_threads() == []  # and stopped once it is answered
+    h.assert_done()

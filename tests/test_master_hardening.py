@@ -95,7 +95,8 @@ def registrars(monkeypatch, clock):
     """Replace the registrar's fork: record each start, with a fake pid."""
     started = []
 
-    def fork(self, pool, *fds):
+    def fork(self, pool, *fds, failed_start=True):
+        assert failed_start is False  # a registrar's refused fork is no failed start of its pool
         started.append(pool.name)
         return 7000 + len(started)
 

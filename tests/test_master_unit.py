@@ -48,7 +48,9 @@ def exited(code: int) -> int:
 
 
 def write_config(tmp_path, extra: str = "", names=("demo",)) -> config.Config:
-    text = "[caravand]\npoll_timeout = 1\ngraceful_timeout = 50\n" + "".join(POOL.format(name=n) + extra for n in names)
+    text = "[caravand]\nendpoint_url = http://127.0.0.1:4599\npoll_timeout = 1\ngraceful_timeout = 50\n" + "".join(
+        POOL.format(name=n) + extra for n in names
+    )
     path = tmp_path / "caravan.ini"
     path.write_text(text)
     return config.load(str(path))

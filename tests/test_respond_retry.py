@@ -190,3 +190,28 @@ def test_respond_on_the_wire_through_throttling_a_500_and_a_request_never_answer
     assert server.operations() == ["RespondActivityTaskCompleted"] * 4
     assert all(body == {"taskToken": "token-1", "result": "r"} for _, _, body in server.requests)
     assert elapsed < 1.6
+
+
+def test_wait_for_answer_holds_while_a_respond_is_in_flight():
+    """SIGALRM at a stop's deadline waits for an answer of finished work being retried, within its margin."""
+    import threading
+
+    from caravand.poller import Poller
+
+    poller = Poller(swf.Endpoint(region="us-east-1"), "D", "t")
+    assert poller.wait_for_answer(0) is True  # nothing in flight
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_respond(task, method, outcome, deadline, **params):
+        entered.set()
+        release.wait(5)
+        return outcome
+
+    poller._respond = slow_respond
+    answering = threading.Thread(target=poller.respond, args=(None, "m", "completed"))
+    answering.start()
+    assert entered.wait(5)
+    assert poller.wait_for_answer(0.05) is False  # in flight: the deadline thread waits
+    release.set()
+    assert poller.wait_for_answer(5) is True
+    answering.join(5)

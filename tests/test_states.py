@@ -339,3 +339,15 @@ def test_change_state_records_the_edge_and_time(clock):
     assert health.since == clock()
     assert health.transitions == [(PoolState.STARTING, PoolState.BACKOFF)]
     assert repr(health) == "<PoolHealth p BACKOFF>"
+
+
+def test_a_failed_start_cancels_an_owed_replacement_so_failed_spawns_still_back_off(clock):
+    """Seen: a long-lived child died, then every spawn failed (EMFILE): BACKOFF x3, then FATAL in 0.3 s."""
+    health = make(clock, rng=lambda: 1.0)
+    health.tick(all_booted_for=60.0)
+    health.child_exited(crashed=True, uptime=600.0)  # owed at once
+    assert health.may_spawn()
+    health.child_exited(crashed=True, uptime=0.0)  # the replacement's spawn failed
+    assert health.state is PoolState.BACKOFF
+    assert not health.may_spawn()  # it waits its backoff like any failed start
+    assert health.replacements == 0
