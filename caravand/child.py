@@ -34,6 +34,7 @@ from __future__ import annotations
 import faulthandler
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
@@ -246,8 +247,15 @@ class ChildProcess:
         """SIGABRT from the master dumps every thread's stack: to our own file, which the master logs.
 
         One file per child: children aborted together would interleave
-        their dumps on a shared stderr.
+        their dumps on a shared stderr. No core file follows the abort: the
+        stack is what helps, and several hung children dumping preloaded
+        heaps at once would load the machine for nothing.
         """
+        try:
+            _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+            resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+        except (OSError, ValueError):
+            pass
         if self.stack_file:
             try:
                 faulthandler.enable(file=open(self.stack_file, "w"), all_threads=True)  # noqa: SIM115 - for life
@@ -346,6 +354,23 @@ def reopen_output(path: str) -> None:
     os.close(fd)
 
 
+def become_helper(parent_pid: int, title: str) -> None:
+    """What a throwaway child of the master (a registrar, an import check) does first after fork.
+
+    It dies with the master, leaves the master's signals (INT, HUP, USR1,
+    TTIN, TTOU) to the master, and ends at once on TERM or KILL: it holds no
+    task, and what it does (SWF registrations, imports) can be done again.
+    """
+    die_with_parent(parent_pid)
+    signal.set_wakeup_fd(-1)
+    for signum in HANDLED_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+    setproctitle.setproctitle(title)
+
+
 class RegistrarProcess:
     """A throwaway child that registers one pool's domain (if asked) and types, then exits 0, or 1 on failure.
 
@@ -373,14 +398,7 @@ class RegistrarProcess:
             os._exit(code)
 
     def main(self) -> int:
-        die_with_parent(self.parent_pid)
-        signal.set_wakeup_fd(-1)
-        for signum in HANDLED_SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
-        for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU):
-            signal.signal(signum, signal.SIG_IGN)  # the master's business
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
-        setproctitle.setproctitle(f"caravand: register {self.pool.name} [{self.pool.domain}]")
+        become_helper(self.parent_pid, f"caravand: register {self.pool.name} [{self.pool.domain}]")
         # The master kills us at `timeout`; stop retrying a little before, to say why.
         deadline = time.monotonic() + self.timeout * 0.9
         try:
@@ -390,6 +408,29 @@ class RegistrarProcess:
             log.error("registration failed: %s: %s", self.pool.name, exc)
             return 1
         return EXIT_OK
+
+
+def run_import_check(config, fd: int, parent_pid: int) -> None:
+    """In a throwaway child of the master: import the pools' modules of ``config``; exit 0, or 1 with one line on ``fd``.
+
+    The reload waits for this verdict (without blocking its loop), so that a
+    module that fails to import is refused like a bad key, never crash-looped.
+    """
+    from caravand.loader import check_pool_imports
+
+    code = 1
+    try:
+        become_helper(parent_pid, f"caravand: check [{config.path}]")
+        check_pool_imports(config)
+        code = EXIT_OK
+    except CaravanError as exc:
+        os.write(fd, swf.one_line(str(exc), 3000).encode())
+    except BaseException as exc:  # a module may raise anything, SystemExit included
+        os.write(fd, swf.one_line(f"{type(exc).__name__}: {exc}", 3000).encode())
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def reopen_log_files() -> None:

@@ -13,9 +13,11 @@ import configparser
 import dataclasses
 import difflib
 import inspect
+import ipaddress
 import math
 import os
 import re
+import urllib.parse
 from collections.abc import Callable
 
 from paste.deploy.loadwsgi import ConfigLoader
@@ -572,6 +574,28 @@ def parse_pool(
     )
 
 
+def is_loopback(url: str | None) -> bool:
+    """Whether ``url`` names this machine (127.0.0.0/8, ::1 or localhost): an emulator, never SWF itself."""
+    host = urllib.parse.urlsplit(url or "").hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_poll_timeout(path: str, master: MasterSpec) -> None:
+    """SWF holds a poll 60 s: a shorter read timeout would drop idle polls all the time, and SWF hands
+    tasks to dropped polls. Only an emulator on this machine (embedded, or a loopback URL) may say less."""
+    if master.poll_timeout < SWF_POLL_HOLD and not (master.embedded or is_loopback(master.endpoint_url)):
+        raise ConfigError(
+            f"{path}: [{MASTER_SECTION}] poll_timeout = {master.poll_timeout:g}: SWF holds a poll "
+            f"{SWF_POLL_HOLD:g} s; a shorter one is only for a local emulator (endpoint_url = embedded, or a "
+            f"loopback URL): to stop faster, see QUIT"
+        )
+
+
 def check_graceful_timeout(path: str, master: MasterSpec) -> None:
     """A stop must let a held poll end by itself: SWF may hand a task to a poll the client dropped.
 
@@ -602,6 +626,7 @@ def load(path: str, overrides: dict[str, str] | None = None) -> Config:
         path, loader, MASTER_SECTION, MASTER_SETTINGS, {k: v for k, v in overrides.items() if k in master_names}
     )
     master = make_master(path, master_values)
+    check_poll_timeout(path, master)
     check_graceful_timeout(path, master)
     pools = {}
     for section in loader.parser.sections():

@@ -209,14 +209,34 @@ class Decider(Poller):
         return None
 
     def respond_decisions(self, task: DecisionTask, outcome: str, deadline: float | None = None) -> str:
-        """Send ``task.decisions``, retried until ``deadline`` (the decision task's timeout) if SWF is busy."""
-        return self.respond(
+        """Send ``task.decisions``, retried until ``deadline`` (the decision task's timeout) if SWF is busy.
+
+        Decisions SWF refuses outright (a request over 1 MB, a field over its
+        limit, a malformed decision) would be built the same way on every
+        retry, looping to the 25,000-event limit: once ``on_error`` allows
+        it (``fail``, or ``retry`` with max_decision_retries used up), the
+        execution is failed with the refusal instead.
+        """
+        answered = self.respond(
             task,
             "respond_decision_task_completed",
             outcome,
             deadline=deadline,
             decisions=task.decisions,
             executionContext=task.execution_context,
+        )
+        refusal = self.refusal
+        if answered != "respond-failed" or refusal is None or task.decisions_are_failure():
+            return answered
+        if self.on_error != "fail" and task.decision_timeouts < self.max_decision_retries:
+            log.error("leaving task: %r (decisions refused; %d of %d retries used)", task, task.decision_timeouts,
+                      self.max_decision_retries)  # fmt: skip
+            return answered
+        task.decisions = []
+        task.fail_now("decisions refused by SWF", str(refusal))
+        log.error("failing workflow: %r (its decisions were refused: %s)", task, refusal)
+        return self.respond(
+            task, "respond_decision_task_completed", "workflow-failed", deadline=deadline, decisions=task.decisions
         )
 
 

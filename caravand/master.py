@@ -47,6 +47,8 @@ RSS_INTERVAL = 10.0
 #: A registrar (the throwaway process that registers a pool's domain and
 #: types) that runs longer than this is killed and tried again later.
 REGISTRATION_TIMEOUT = 120.0
+#: A reload's import check (a throwaway process) that runs longer is killed, and the reload refused.
+RELOAD_CHECK_TIMEOUT = 120.0
 #: A pass of the loop that took longer than this reads the pipes again
 #: before it judges any child silent: the beats wait in the pipes.
 LATE_PASS = 0.5
@@ -148,6 +150,19 @@ class Registrar:
     pool: Pool
     deadline: float
     killed: bool = False
+    superseded: bool = False  # a newer registration of its pool replaced it: its exit is no news
+
+
+@dataclasses.dataclass
+class ReloadCheck:
+    """A throwaway process that imports a new ini's pool modules before a reload applies it."""
+
+    pid: int
+    fd: int  # its one-line error comes through this pipe
+    config: Config
+    deadline: float
+    superseded: bool = False  # a newer HUP's check replaced it
+    timed_out: bool = False
 
 
 class Pool:
@@ -215,7 +230,11 @@ class Master:
         self.extra_fds: list[int] = []  # fds a child must close (pidfile...)
         self.session = None  # a warmed boto3 session, with preload
         self.registrars: dict[int, Registrar] = {}
+        self.reload_checks: dict[int, ReloadCheck] = {}
         self.embedded_starting = False  # a restarted endpoint that has not said READY yet
+        self.embedded_listening = False  # it said READY since it was last launched
+        self.embedded_relaunch_at: float | None = None
+        self.embedded_backoff = Backoff(base=1.0, cap=30.0, rng=self.rng)
         self.log_file: str | None = None  # --daemon's output file, reopened on USR1
         self.stack_dir: str | None = None  # one stack dump file per child (see read_stack)
 
@@ -246,7 +265,7 @@ class Master:
         for name in SIGNALS:
             signal.signal(getattr(signal, f"SIG{name}"), self.enqueue_signal)
         log.info("starting: master (pid %d) with %s", self.pid, self.config.path)
-        self.stack_dir = tempfile.mkdtemp(prefix="caravand-stacks-")
+        self.stack_dir = make_stack_dir(self.pid)
         if self.config.master.embedded:
             self.start_embedded()
         if self.config.master.preload:
@@ -272,6 +291,7 @@ class Master:
             self.read_ready(0)
             now = self.now()
         self.watch_children(now)
+        self.manage_embedded(now)
         self.manage_pools(now)
         self.check_stop(now)
         self.tell_systemd(now)
@@ -292,7 +312,10 @@ class Master:
         # A child's deadline passing must be seen then, not at the next tick.
         wakes += [c.next_check() for c in self.children.values() if c.kill_stage != "kill"]
         wakes += [r.deadline for r in self.registrars.values() if not r.killed]
+        wakes += [c.deadline for c in self.reload_checks.values() if not c.timed_out]
         wakes += [p.registration_retry_at for p in self.pools.values() if p.registration == "failed"]
+        if self.embedded_relaunch_at is not None:
+            wakes.append(self.embedded_relaunch_at)
         if self.notifier.watchdog_interval:
             wakes.append(self.next_watchdog)
         return max(0.0, min(wakes) - now)
@@ -400,7 +423,7 @@ class Master:
         log.info("spawned: %s (pid %d)", child.label, pid)
         return child
 
-    def fork(self, pool: Pool, *fds: int, failed_start: bool = True) -> int | None:
+    def fork(self, pool: Pool | None, *fds: int, failed_start: bool = True) -> int | None:
         """Fork with the child's signals blocked; None (and ``fds`` closed) if the OS refused.
 
         A refused fork of a child is a failed start of its pool (``failed_start``).
@@ -416,8 +439,8 @@ class Master:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             for fd in fds:
                 os.close(fd)
-            log.error("fork failed: %s (%s)", pool.name, exc)
-            if failed_start:
+            log.error("fork failed: %s (%s)", pool.name if pool else "master", exc)
+            if failed_start and pool is not None:
                 pool.health.child_exited(crashed=True, uptime=0.0)
             return None
         if pid != 0:
@@ -445,6 +468,7 @@ class Master:
         """In a new child: drop the master's descriptors (selector, wakeup pipe, siblings' pipes, ...)."""
         signal.set_wakeup_fd(-1)
         fds = [*self.wakeup, *self.extra_fds, *(c.fd for c in self.children.values())]
+        fds += [check.fd for check in self.reload_checks.values()]
         fds += [fd for fd in (self.notifier.fileno(), self.embedded_stdout()) if fd is not None]
         self.selector.close()
         for fd in fds:
@@ -524,6 +548,10 @@ class Master:
             if registrar is not None:
                 self.registrar_exited(registrar, status)
                 continue
+            check = self.reload_checks.pop(pid, None)
+            if check is not None:
+                self.reload_checked(check, status)
+                continue
             child = self.children.pop(pid, None)
             if child is not None:
                 self.child_exited(child, status)
@@ -591,6 +619,10 @@ class Master:
         child.stop_deadline, child.alarm_at = deadline, deadline - margin
 
     def watch_children(self, now: float) -> None:
+        for check in self.reload_checks.values():
+            if not check.timed_out and now >= check.deadline:
+                check.timed_out = True
+                self.system.kill(check.pid, signal.SIGKILL)
         for registrar in self.registrars.values():
             if not registrar.killed and now >= registrar.deadline:
                 log.error("killing: registrar of %s (pid %d): still running after %g s", registrar.pool.name,
@@ -730,11 +762,14 @@ class Master:
             self.signal_child(child, signum)
         for registrar in self.registrars.values():  # nothing in hand: SWF calls are idempotent
             self.system.kill(registrar.pid, signal.SIGTERM)
+        for check in self.reload_checks.values():
+            check.superseded = True
+            self.system.kill(check.pid, signal.SIGKILL)
 
     def check_stop(self, now: float) -> None:
         if not self.stopping:
             return
-        if not self.children and not self.registrars:  # each child's stop deadline sees to the rest
+        if not self.children and not self.registrars and not self.reload_checks:  # deadlines see to the rest
             self.done = True
 
     def reload(self) -> None:
@@ -748,14 +783,72 @@ class Master:
             ):
                 raise swf.ConfigError(f"{new.path}: [caravand] endpoint settings changed: restart caravand to apply")
             new = self.keep_restart_only_settings(new)
-            setup_logging(new)
         except Exception as exc:  # a factory of one's own may raise anything: never the master's end
-            detail = exc if isinstance(exc, swf.CaravanError) else f"{type(exc).__name__}: {exc}"
-            log.error("reload refused: %s (the running configuration stays)", detail)
-            self.notifier.notify("READY=1", "STATUS=reload refused; running as before")
+            self.refuse_reload(exc)
             return
         if self.stopping:
             return
+        self.start_reload_check(new)
+
+    def refuse_reload(self, exc) -> None:
+        detail = exc if isinstance(exc, (str, swf.CaravanError)) else f"{type(exc).__name__}: {exc}"
+        log.error("reload refused: %s (the running configuration stays)", detail)
+        self.notifier.notify("READY=1", "STATUS=reload refused; running as before")
+
+    def start_reload_check(self, new: Config) -> None:
+        """Import the new ini's modules in a throwaway process; the loop applies or refuses when it exits.
+
+        The master never imports them itself (without ``preload`` it stays
+        clean), and never waits: a slow import is a state with a deadline.
+        A newer HUP supersedes a check still running.
+        """
+        for check in self.reload_checks.values():
+            if not check.superseded:
+                check.superseded = True
+                self.system.kill(check.pid, signal.SIGKILL)
+        try:
+            read_end, write_end = os.pipe()
+        except OSError as exc:
+            self.refuse_reload(f"cannot check its modules: {exc.strerror}")
+            return
+        pid = self.fork(None, read_end, write_end, failed_start=False)
+        if pid is None:
+            self.refuse_reload("cannot fork the process that checks its modules")
+            return
+        if pid == 0:  # the check: never returns
+            os.close(read_end)
+            self.close_in_child()
+            try:
+                child_module.run_import_check(new, write_end, self.pid)
+            finally:
+                os._exit(1)
+        os.close(write_end)
+        os.set_blocking(read_end, False)  # a module's own process may hold the write end: never wait on it
+        self.reload_checks[pid] = ReloadCheck(pid, read_end, new, self.now() + RELOAD_CHECK_TIMEOUT)
+
+    def reload_checked(self, check: ReloadCheck, status: int) -> None:
+        try:
+            message = os.read(check.fd, 65536).decode(errors="replace").strip()
+        except OSError:
+            message = ""
+        os.close(check.fd)
+        if check.superseded or self.stopping:
+            return
+        if status != 0:
+            if check.timed_out:
+                message = f"importing its modules took longer than {RELOAD_CHECK_TIMEOUT:g} s"
+            self.refuse_reload(message or f"the process that checked its modules ended ({describe_status(status)})")
+            return
+        self.apply_reload(check.config)
+
+    def apply_reload(self, new: Config) -> None:
+        """The new ini is valid and its modules import: start, resize, replace and drain pools to match it."""
+        try:
+            setup_logging(new)
+        except swf.CaravanError as exc:
+            self.refuse_reload(exc)
+            return
+        registers_domains_now = new.master.register_domains and not self.config.master.register_domains
         old_pools, self.config = self.pools, new
         self.pools = {}
         for name, spec in new.pools.items():
@@ -776,6 +869,10 @@ class Master:
         for pool in old_pools.values():
             self.drain_replaced(pool)
             self.drain(pool, "removed from the ini")
+        if registers_domains_now:  # the pools it keeps register their domains too (the new ones do anyway)
+            for pool in self.pools.values():
+                if pool.registration != "pending":
+                    self.restart_registration(pool)
         log.info("reloaded: %s (%d pools)", self.config.path, len(self.pools))
         self.notifier.notify("READY=1", "STATUS=reloaded")
 
@@ -838,20 +935,36 @@ class Master:
             self.embedded = None
             raise swf.CaravanError(f"embedded SWF endpoint: cannot start its process: {exc}") from None
         log.info("embedded SWF endpoint: %s (pid %d)", url, self.embedded.pid)
+        self.embedded_listening = True
 
     def embedded_died(self, status: int) -> None:
         self.embedded.process.returncode = os.waitstatus_to_exitcode(status)
         self.unregister_embedded()
         if self.stopping:
             return
-        log.error("embedded SWF endpoint died (%s): restarting it; its state is lost", describe_status(status))
+        how = describe_status(status)
+        if self.embedded_listening:  # it served: restart it at once
+            self.embedded_backoff.reset()
+            delay = 0.0
+            log.error("embedded SWF endpoint died (%s): restarting it; its state is lost", how)
+        else:  # it died before it listened (port taken, moto broken): no hot loop
+            delay = self.embedded_backoff.next_delay()
+            log.error("embedded SWF endpoint died before it listened (%s): restarting it in %.1f s", how, delay)
+        self.embedded_relaunch_at = self.now() + delay
+
+    def manage_embedded(self, now: float) -> None:
+        """Relaunch a dead embedded endpoint when its time comes; its READY line comes through the selector."""
+        if self.embedded_relaunch_at is None or now < self.embedded_relaunch_at or self.stopping:
+            return
+        self.embedded_relaunch_at = None
+        self.embedded_listening = False
         try:
             stdout = self.embedded.launch()
-        except (swf.CaravanError, OSError) as exc:
-            # Children back off on their own errors meanwhile; a crash of its own restarts it again.
-            log.error("embedded SWF endpoint: cannot restart it: %s", exc)
+        except (swf.CaravanError, OSError) as exc:  # a process limit: try again later, never give up
+            delay = self.embedded_backoff.next_delay()
+            log.error("embedded SWF endpoint: cannot restart it: %s (again in %.1f s)", exc, delay)
+            self.embedded_relaunch_at = now + delay
             return
-        # Its READY line comes through the selector: the loop never waits for it.
         self.embedded_starting = True
         self.selector.register(stdout, selectors.EVENT_READ, "embedded")
 
@@ -862,11 +975,11 @@ class Master:
         if url is None:
             return  # it died before listening; reap() sees it and restarts it again
         log.info("embedded SWF endpoint: %s (pid %d) restarted", url, self.embedded.pid)
+        self.embedded_listening = True
         for pool in self.pools.values():  # its domains and types are gone with it: register again first
             if self.needs_registration(pool.spec):
-                pool.may_serve = False
-                if pool.registration != "running":
-                    pool.registration, pool.registration_retry_at = "pending", 0.0
+                pool.may_serve = not self.config.master.register_domains
+                self.restart_registration(pool)
         for child in list(self.children.values()):
             self.retire(child, "the embedded endpoint restarted")
 
@@ -882,10 +995,15 @@ class Master:
     # -- registration: once per pool and version, in a throwaway process
 
     def needs_registration(self, spec) -> bool:
-        return self.config.master.register_domains or hasattr(spec.factory, "register_types")
+        registers_types = hasattr(spec.factory, "register_types") and getattr(spec.factory, "register", True)
+        return self.config.master.register_domains or registers_types
 
     def make_pool(self, spec) -> Pool:
-        return Pool(spec, self.now, self.rng, registration=self.needs_registration(spec))
+        pool = Pool(spec, self.now, self.rng, registration=self.needs_registration(spec))
+        # Polls need the domain, not the types (no task of an unregistered type
+        # can exist): only a domain being registered holds the first children.
+        pool.may_serve = pool.registration == "done" or not self.config.master.register_domains
+        return pool
 
     def start_registration(self, pool: Pool) -> None:
         """Fork a registrar for ``pool``: SWF calls (which may be throttled) never run in the loop or a boot."""
@@ -912,8 +1030,19 @@ class Master:
         pool.registration = "running"
         self.registrars[pid] = Registrar(pid, pool, self.now() + REGISTRATION_TIMEOUT)
 
+    def restart_registration(self, pool: Pool) -> None:
+        """Register ``pool`` anew: a registrar still running (against a dead endpoint, old settings) ends."""
+        for registrar in self.registrars.values():
+            if registrar.pool is pool and not registrar.superseded:
+                if not registrar.killed:
+                    self.system.kill(registrar.pid, signal.SIGKILL)
+                registrar.killed = registrar.superseded = True
+        pool.registration, pool.registration_retry_at = "pending", 0.0
+
     def registrar_exited(self, registrar: Registrar, status: int) -> None:
         pool = registrar.pool
+        if registrar.superseded:
+            return
         pool.may_serve = True  # whatever the outcome: children find out for themselves, and say so
         if status == 0:
             pool.registration = "done"
@@ -939,6 +1068,38 @@ class Master:
         except swf.CaravanError as exc:  # a bad profile or region: each child says so as it fails to boot
             log.error("preload: %s", exc)
         gc.freeze()  # keep the preloaded objects out of the children's collections: pages stay shared
+
+
+STACK_DIR_PREFIX = "caravand-stacks-"
+
+
+def make_stack_dir(pid: int) -> str:
+    """A private directory for the children's stack dump files, and the removal of a dead master's.
+
+    Under systemd it lives in the unit's RuntimeDirectory (wiped at stop);
+    else in the temporary directory, where a master killed outright leaves
+    its own behind: the next master removes those whose master is gone.
+    """
+    parent = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or tempfile.gettempdir()
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        names = []
+    for name in names:
+        owner = name[len(STACK_DIR_PREFIX) :].partition("-")[0]
+        if name.startswith(STACK_DIR_PREFIX) and owner.isdigit() and not pid_alive(int(owner)):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{STACK_DIR_PREFIX}{pid}-", dir=parent)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def describe_status(status: int) -> str:

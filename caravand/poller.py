@@ -167,6 +167,8 @@ class Poller:
         self.stopping = False
         self._wake = threading.Event()
         self._answer_idle = threading.Event()  # clear while a respond is in flight
+        #: Why SWF (or botocore) refused the last answer outright, if it did: no retry could fix it.
+        self.refusal: swf.CaravanError | None = None
         self._answer_idle.set()
         self._sleep = sleep or self._wake.wait
         self.client = None
@@ -293,6 +295,7 @@ class Poller:
         time left, so that one more attempt always fits before the deadline.
         """
         self._answer_idle.clear()
+        self.refusal = None
         try:
             return self._respond(task, method, outcome, deadline, **params)
         finally:
@@ -326,6 +329,7 @@ class Poller:
                 return "stale"
             if not swf.is_retryable(error):
                 log.error("respond failed: %r: %s", task, error)
+                self.refusal = error
                 return "respond-failed"
             delay = backoff.next_delay()
             if self.clock() + delay + MIN_ATTEMPT > deadline:

@@ -68,12 +68,24 @@ def register_types(client, domain: str, kind: str, classes) -> list:
 
 
 def register_domain(client, domain: str, retention_days: str = "1") -> bool:
-    """Register ``domain`` if SWF lacks it; True if it was new."""
+    """Register ``domain`` if SWF lacks it; True if it was new.
+
+    A refusal other than "already exists" (a role without
+    swf:RegisterDomain, say) is fine if the domain exists: it is described,
+    and only a domain that really is missing raises.
+    """
     try:
         swf.call(client, "register_domain", name=domain, workflowExecutionRetentionPeriodInDays=retention_days)
     except swf.SWFError as exc:
-        if exc.code != "DomainAlreadyExistsFault":
+        if exc.code == "DomainAlreadyExistsFault":
+            return False
+        if swf.is_retryable(exc):
             raise
+        try:
+            swf.call(client, "describe_domain", name=domain)
+        except swf.SWFError:
+            raise exc from None
+        log.warning("domain %s exists, though registering it failed: %s", domain, exc)
         return False
     log.info("registered: domain %s (retention %s day%s)", domain, retention_days, "" if retention_days == "1" else "s")
     return True

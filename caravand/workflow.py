@@ -399,7 +399,14 @@ class DecisionTask:
         )
 
     def record_marker(self, name: str, details: str | None = None) -> dict:
-        return self.add_decision("RecordMarker", markerName=name, details=details)
+        """RecordMarker; PayloadTooLarge if ``details`` is over SWF's 32768 characters."""
+        return self.add_decision(
+            "RecordMarker", markerName=name, details=checked_payload("RecordMarker", "details", details)
+        )
+
+    def decisions_are_failure(self) -> bool:
+        """True when the decisions are one FailWorkflowExecution: nothing simpler is left to send."""
+        return [d.get("decisionType") for d in self.decisions] == ["FailWorkflowExecution"]
 
     def complete(self, result: str | None = None) -> dict:
         """CompleteWorkflowExecution with ``result``; PayloadTooLarge over SWF's 32768 characters."""

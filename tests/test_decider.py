@@ -984,3 +984,39 @@ def test_workflows_by_dict_and_summary():
 
 def test_decision_done_is_importable_from_the_package():
     assert issubclass(DecisionDone, Exception)
+
+
+def test_decisions_refused_outright_fail_the_execution_once_retries_are_used_up(caplog):
+    """Refused decisions (a request over 1 MB, say) are built the same way on every retry: max_decision_retries
+    bounds that loop too, instead of burning a task timeout and 3 events per try to the 25,000-event limit."""
+    h = Harness([Flow])
+    h.add_poll(poll_response([*start_history(), *timed_out_tries(4, 5)]))
+    h.stub.add_client_error(
+        "respond_decision_task_completed", "ValidationException", "request too large", http_status_code=400
+    )
+    h.add_respond()
+
+    assert h.decider.run_once() is True
+
+    first, second = h.responds()
+    assert first["decisions"][0]["decisionType"] == "CompleteWorkflowExecution"
+    (failure,) = second["decisions"]
+    assert failure["decisionType"] == "FailWorkflowExecution"
+    attributes = failure["failWorkflowExecutionDecisionAttributes"]
+    assert attributes["reason"] == "decisions refused by SWF"
+    assert "ValidationException" in attributes["details"]
+    assert h.hooks.outcomes() == ["workflow-failed"]
+    h.assert_done()
+
+
+def test_decisions_refused_with_retries_left_leave_the_task(caplog):
+    h = Harness([Flow])
+    h.add_poll(poll_response([*start_history(), *timed_out_tries(4, 2)]))
+    h.stub.add_client_error("respond_decision_task_completed", "ValidationException", "too large", http_status_code=400)
+
+    assert h.decider.run_once() is True
+
+    assert len(h.responds()) == 1
+    assert h.hooks.outcomes() == ["respond-failed"]
+    assert "leaving task: <DecisionTask Flow" in caplog.text and "2 of 5 retries used" in caplog.text
+    h.assert_done()

@@ -6,12 +6,16 @@ endpoint) and waits on its log with a deadline.
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 from helpers import wait_for
 from test_master_e2e import (  # noqa: F401 - fixtures
+    booted,
     caravand,
     demo_pool,
     master_env,
+    pool_children,
     write_ini,
 )
 
@@ -31,3 +35,27 @@ def test_partial_credentials_are_one_line_in_the_registrar_and_the_children(cara
     assert "incomplete AWS credentials" in failed and "missing: AWS_SECRET_ACCESS_KEY" in failed, failed
     registration = next(line for line in log.splitlines() if "registration failed: demo" in line)
     assert "credentials" in registration
+
+
+def test_good_bad_bad_good_reloads_keep_the_serving_children(caravand, endpoint, tmp_path):
+    """Two HUPs with modules that fail to import are refused (checked in a throwaway process); the children serve on."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "syntax_bad.py").write_text("def broken(:\n")
+    ini = write_ini(tmp_path / "caravan.ini", endpoint, demo_pool("demo", "Reloads", pythonpath=str(lib)))
+    good = ini.read_text()
+    master = caravand(ini)
+    booted(master, "demo#1")
+    serving = set(pool_children(master.pid)["demo"])
+    for refused, module in enumerate(("broken_import", "syntax_bad"), start=1):
+        ini.write_text(good.replace("modules = caravand.examples.demo", f"modules = {module}"))
+        master.send(signal.SIGHUP)
+        wait_for(lambda n=refused: master.output().count("reload refused:") == n, 30, message=f"refusal {refused}")
+        assert module in master.output().split("reload refused:")[-1].splitlines()[0]
+        assert set(pool_children(master.pid)["demo"]) == serving  # never retired, never replaced
+    ini.write_text(good.replace("processes = 1", "processes = 2"))
+    master.send(signal.SIGHUP)
+    wait_for(lambda: "reloaded:" in master.output(), 30, message="the good reload")
+    booted(master, "demo#2")
+    assert serving <= set(pool_children(master.pid)["demo"])  # resized in place
+    assert "Traceback" not in master.output()

@@ -19,6 +19,7 @@ from test_master_unit import (  # noqa: F401 - fixtures
     boot_all,
     clock,
     exited,
+    fake_reload_check_passed,
     make_master,
     spawned,
     system,
@@ -26,7 +27,7 @@ from test_master_unit import (  # noqa: F401 - fixtures
 )
 
 from caravand import child as child_module
-from caravand import swf
+from caravand import config, swf
 from caravand.master import REGISTRATION_TIMEOUT, Master
 from caravand.states import PoolState
 
@@ -34,6 +35,13 @@ from caravand.states import PoolState
 @pytest.fixture
 def master(tmp_path, system):
     return make_master(write_config(tmp_path), system)
+
+
+@pytest.fixture(autouse=True)
+def reload_checks_pass(monkeypatch, request):
+    """Reloads apply at once, as if their import check passed; tests of the check itself opt out."""
+    if "real_reload_check" not in request.keywords:
+        monkeypatch.setattr(Master, "start_reload_check", fake_reload_check_passed)
 
 
 # -- 1. the loop never waits on the network, and a late pass reads the pipes first
@@ -104,7 +112,16 @@ def registrars(monkeypatch, clock):
     return started
 
 
-def test_first_children_wait_for_the_first_registration_attempt(master, system, clock, registrars, monkeypatch):
+def config_with(tmp_path, before: str, after: str):
+    cfg = write_config(tmp_path)
+    path = pathlib.Path(cfg.path)
+    path.write_text(path.read_text().replace(before, after))
+    return config.load(str(path))
+
+
+def test_first_children_wait_for_the_first_domain_registration_attempt(tmp_path, system, clock, registrars,
+                                                                      monkeypatch):  # fmt: skip
+    master = make_master(config_with(tmp_path, "[caravand]\n", "[caravand]\nregister_domains = true\n"), system)
     spawned_pools = []
     monkeypatch.setattr(Master, "spawn", lambda self, pool: spawned_pools.append(pool.name) or None)
     pool = master.pools["demo"]
@@ -268,3 +285,243 @@ def test_an_embedded_endpoint_that_cannot_be_spawned_is_one_line_and_exit_1(tmp_
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "embedded SWF endpoint: cannot start its process" in err and str(error.errno) in err
+
+
+def test_without_register_domains_children_start_while_the_types_are_registered(master, clock, registrars,
+                                                                                 monkeypatch):  # fmt: skip
+    """Polls need the domain only: no task of an unregistered type can exist. A throttled deploy waits for nothing."""
+    spawned_pools = []
+    monkeypatch.setattr(Master, "spawn", lambda self, pool: spawned_pools.append(pool.name) or None)
+    master.manage_pools(clock())
+    assert registrars == ["demo"]
+    assert spawned_pools == ["demo", "demo"]
+
+
+def test_nothing_to_register_forks_no_registrar(tmp_path, system, clock, registrars, monkeypatch):
+    cfg = config_with(
+        tmp_path, "modules = caravand.examples.demo\n", "modules = caravand.examples.demo\nregister = false\n"
+    )
+    master = make_master(cfg, system)
+    monkeypatch.setattr(Master, "spawn", lambda self, pool: None)
+    master.manage_pools(clock())
+    assert registrars == []
+    assert master.pools["demo"].registration == "done" and master.pools["demo"].may_serve
+
+
+def test_a_hup_that_turns_register_domains_on_registers_the_pools_it_keeps(master, system, clock, registrars,
+                                                                           monkeypatch):  # fmt: skip
+    monkeypatch.setattr(Master, "spawn", lambda self, pool: None)
+    master.manage_pools(clock())
+    system.exits.append((7001, exited(0)))
+    master.reap()
+    assert master.pools["demo"].registration == "done"
+    path = pathlib.Path(master.config.path)
+    path.write_text(path.read_text().replace("[caravand]\n", "[caravand]\nregister_domains = true\n"))
+    master.reload()
+    master.manage_pools(clock())
+    assert registrars == ["demo", "demo"]
+    assert master.pools["demo"].may_serve  # it serves meanwhile: its domain existed
+
+
+def test_a_restarted_embedded_endpoint_registers_every_pool_again_first(tmp_path, system, clock, registrars,
+                                                                        monkeypatch):  # fmt: skip
+    """Its state is gone: a registrar still running against the dead one ends, and a new one runs."""
+    master = make_master(config_with(tmp_path, "[caravand]\n", "[caravand]\nregister_domains = true\n"), system)
+    monkeypatch.setattr(Master, "spawn", lambda self, pool: None)
+    monkeypatch.setattr(Master, "retire", lambda self, child, why: None)
+    master.selector = selectors.DefaultSelector()
+    master.manage_pools(clock())  # registrar 7001 runs
+    read_end, write_end = os.pipe()
+    launches = []
+
+    class FakeEmbedded:
+        pid = 4242
+        process = type("P", (), {"stdout": os.fdopen(read_end), "returncode": None})()
+
+        def launch(self):
+            launches.append(clock())
+            return self.process.stdout
+
+        def read_ready_line(self):
+            return "http://127.0.0.1:4599"
+
+    master.embedded, master.embedded_listening = FakeEmbedded(), True
+    try:
+        master.embedded_died(signal.SIGKILL)
+        master.manage_embedded(clock())  # it had served: relaunched at once
+        assert launches == [clock()] and master.embedded_starting
+        master.embedded_said()  # READY
+        assert (7001, signal.SIGKILL) in system.killed  # it registered with the dead endpoint
+        pool = master.pools["demo"]
+        assert pool.registration == "pending" and not pool.may_serve
+        master.manage_pools(clock())
+        assert registrars == ["demo", "demo"]
+        system.exits.append((7001, signal.SIGKILL))
+        master.reap()
+        assert pool.registration == "running"  # the killed one's exit is no news
+        system.exits.append((7002, exited(0)))
+        master.reap()
+        assert pool.registration == "done" and pool.may_serve
+    finally:
+        master.selector.close()
+        os.close(write_end)
+        master.embedded.process.stdout.close()
+
+
+def test_an_embedded_endpoint_that_dies_before_listening_is_relaunched_with_backoff(master, clock, monkeypatch):
+    """A port still held, moto broken: each relaunch costs ~0.5 s of CPU; never a hot loop, never given up."""
+    launched = []
+
+    class Dying:
+        pid = 4243
+        process = type("P", (), {"stdout": None, "returncode": None})()
+
+        def launch(self):
+            launched.append(clock())
+            if len(launched) == 2:
+                raise BlockingIOError(11, "Resource temporarily unavailable")
+            master.embedded_starting = False  # what the selector would see: EOF, no READY
+            return None
+
+    master.embedded = Dying()
+    monkeypatch.setattr(
+        master, "selector", type("S", (), {"register": lambda *a: None, "unregister": lambda *a: None})()
+    )
+    delays = []
+    for _ in range(4):
+        master.embedded_died(exited(2))
+        assert master.embedded_relaunch_at > clock()  # not at once: it never listened
+        delays.append(master.embedded_relaunch_at - clock())
+        before = len(launched)
+        master.manage_embedded(clock())
+        assert len(launched) == before  # nothing before its time
+        clock.advance(master.embedded_relaunch_at - clock())
+        master.manage_embedded(clock())
+        if master.embedded_relaunch_at is not None:  # the launch itself failed: again later
+            clock.advance(master.embedded_relaunch_at - clock())
+            master.manage_embedded(clock())
+    assert delays == sorted(delays) and delays[-1] > delays[0]  # growing
+    assert len(launched) == 5
+
+
+def test_a_dead_masters_stack_directory_is_removed_by_the_next(tmp_path, monkeypatch):
+    """A master killed outright (SIGKILL, the watchdog) cannot remove its own: the next one does."""
+    from caravand.master import make_stack_dir
+
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))
+    dead = tmp_path / "caravand-stacks-999999999-abcd"  # no such pid
+    dead.mkdir()
+    (dead / "123.stack").write_text("old")
+    alive = tmp_path / f"caravand-stacks-{os.getppid()}-efgh"  # a running master's
+    alive.mkdir()
+    mine = make_stack_dir(os.getpid())
+    assert not dead.exists() and alive.exists()
+    assert os.path.dirname(mine) == str(tmp_path) and os.path.basename(mine).startswith(
+        f"caravand-stacks-{os.getpid()}-"
+    )
+
+
+# -- issue 8, item 2: a reload imports the new modules in a throwaway process, never in the loop
+
+
+REAL_START_RELOAD_CHECK = Master.start_reload_check
+
+
+@pytest.fixture
+def checks(monkeypatch, spawned):
+    """The parent's side of the check's fork: a fake pid and the write end of its pipe, for the test to write."""
+    monkeypatch.setattr(Master, "start_reload_check", REAL_START_RELOAD_CHECK)
+    forked = []
+
+    def fork(self, pool, *fds, failed_start=True):
+        assert pool is None and failed_start is False
+        # The master closes its copy of the write end after fork, as a real parent must.
+        forked.append({"pid": 8000 + len(forked) + 1, "write_end": os.dup(fds[1])})
+        return forked[-1]["pid"]
+
+    monkeypatch.setattr(Master, "fork", fork)
+    yield forked
+    for check in forked:
+        os.close(check["write_end"])
+
+
+def hup_with(master, before, after):
+    path = pathlib.Path(master.config.path)
+    path.write_text(path.read_text().replace(before, after))
+    master.reload()
+
+
+@pytest.mark.real_reload_check
+def test_a_reload_whose_modules_do_not_import_is_refused_and_nothing_changes(master, spawned, system, clock, checks,
+                                                                              caplog):  # fmt: skip
+    master.manage_pools(clock())
+    boot_all(master)
+    before = master.config
+    hup_with(master, "modules = caravand.examples.demo", "modules = caravand.examples.greeting")
+    assert len(checks) == 1 and master.config is before  # nothing applied while the check runs
+    os.write(checks[0]["write_end"], b"caravan.ini: [pool:demo] modules: cannot import module 'x': SyntaxError")
+    system.exits.append((checks[0]["pid"], exited(1)))
+    with caplog.at_level(logging.ERROR, logger="caravand.master"):
+        master.reap()
+    assert "reload refused: caravan.ini: [pool:demo] modules: cannot import module 'x': SyntaxError" in caplog.text
+    assert master.config is before and master.reload_checks == {}
+    master.manage_pools(clock())
+    assert len(spawned) == 2 and not any(c.retiring for c in spawned)  # the serving children serve on
+
+
+@pytest.mark.real_reload_check
+def test_a_reload_whose_modules_import_is_applied_when_its_check_ends(master, spawned, system, clock, checks):
+    master.manage_pools(clock())
+    boot_all(master)
+    hup_with(master, "processes = 2", "processes = 3")
+    assert master.pools["demo"].target == 2
+    system.exits.append((checks[0]["pid"], exited(0)))
+    master.reap()
+    assert master.pools["demo"].target == 3
+
+
+@pytest.mark.real_reload_check
+def test_a_newer_hup_supersedes_a_check_still_running(master, spawned, system, clock, checks):
+    master.manage_pools(clock())
+    hup_with(master, "processes = 2", "processes = 3")
+    hup_with(master, "processes = 3", "processes = 4")
+    assert (8001, signal.SIGKILL) in system.killed
+    system.exits.append((8001, signal.SIGKILL))
+    master.reap()
+    assert master.pools["demo"].target == 2  # the superseded one's end is no news
+    system.exits.append((8002, exited(0)))
+    master.reap()
+    assert master.pools["demo"].target == 4
+
+
+@pytest.mark.real_reload_check
+def test_a_check_past_its_deadline_is_killed_and_the_reload_refused(master, spawned, system, clock, checks, caplog):
+    from caravand.master import RELOAD_CHECK_TIMEOUT
+
+    master.manage_pools(clock())
+    hup_with(master, "processes = 2", "processes = 3")
+    clock.advance(RELOAD_CHECK_TIMEOUT)
+    master.watch_children(clock())
+    assert (8001, signal.SIGKILL) in system.killed
+    system.exits.append((8001, signal.SIGKILL))
+    with caplog.at_level(logging.ERROR, logger="caravand.master"):
+        master.reap()
+    assert f"importing its modules took longer than {RELOAD_CHECK_TIMEOUT:g} s" in caplog.text
+    assert master.pools["demo"].target == 2
+
+
+@pytest.mark.real_reload_check
+def test_a_stop_ends_a_check_and_waits_for_it(master, spawned, system, clock, checks):
+    master.manage_pools(clock())
+    hup_with(master, "processes = 2", "processes = 3")
+    master.begin_stop("graceful")
+    assert (8001, signal.SIGKILL) in system.killed
+    for child in list(master.children.values()):
+        system.exits.append((child.pid, exited(0)))
+    master.reap()
+    master.check_stop(clock())
+    assert not master.done
+    system.exits.append((8001, signal.SIGKILL))
+    master.reap()
+    master.check_stop(clock())
+    assert master.done and master.pools["demo"].target == 2

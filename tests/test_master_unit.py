@@ -140,7 +140,13 @@ def spawned(monkeypatch):
 
     monkeypatch.setattr(Master, "spawn", fake_spawn)
     monkeypatch.setattr(Master, "start_registration", fake_registration_done)
+    monkeypatch.setattr(Master, "start_reload_check", fake_reload_check_passed)
     return made
+
+
+def fake_reload_check_passed(self, new):
+    """An import check whose modules imported (see test_master_hardening for the real sequence)."""
+    self.apply_reload(new)
 
 
 def fake_registration_done(self, pool):

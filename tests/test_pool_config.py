@@ -592,8 +592,8 @@ def test_an_unusable_pidfile_path_is_a_config_error(tmp_path):
     [
         ("graceful_timeout = 30", "80"),  # the README's and etc/caravan-local.ini's old value
         ("graceful_timeout = 79.5", "80"),
-        ("poll_timeout = 20\ngraceful_timeout = 39", "40"),
-        ("poll_timeout = 1\ngraceful_timeout = 20", "21"),
+        ("endpoint_url = embedded\npoll_timeout = 20\ngraceful_timeout = 39", "40"),
+        ("endpoint_url = http://127.0.0.1:4599\npoll_timeout = 1\ngraceful_timeout = 20", "21"),
     ],
 )
 def test_graceful_timeout_below_a_held_poll_and_the_alarm_margin_is_refused(tmp_path, master, minimum):
@@ -605,7 +605,8 @@ def test_graceful_timeout_below_a_held_poll_and_the_alarm_margin_is_refused(tmp_
 
 
 @pytest.mark.parametrize(
-    "master", ["graceful_timeout = 80", "poll_timeout = 1\ngraceful_timeout = 21", "poll_timeout = 60"]
+    "master",
+    ["graceful_timeout = 80", "endpoint_url = embedded\npoll_timeout = 1\ngraceful_timeout = 21", "poll_timeout = 60"],
 )
 def test_graceful_timeout_that_covers_a_held_poll_is_taken(tmp_path, master):
     path = write_ini(tmp_path, MASTER.replace("[caravand]", f"[caravand]\n{master}") + DECIDER)
@@ -641,3 +642,18 @@ def test_domain_and_task_list_names_follow_swf_rules(tmp_path, key, value, why):
     message = config_error(path)
     assert f"[pool:demo-decider] {key}" in message, message
     assert why in message
+
+
+@pytest.mark.parametrize("url", ["", "https://swf.us-east-1.amazonaws.com", "http://10.0.0.8:4599"])
+def test_a_short_poll_timeout_is_refused_for_real_swf(tmp_path, url):
+    """A 20 s read timeout against SWF's 60 s hold drops every idle poll, and SWF hands tasks to dropped polls."""
+    master = f"[caravand]\nendpoint_url = {url}\npoll_timeout = 20\ngraceful_timeout = 300\n"
+    path = write_ini(tmp_path, master + DECIDER)
+    message = config_error(path)
+    assert "[caravand] poll_timeout = 20: SWF holds a poll 60 s" in message and "local emulator" in message
+
+
+@pytest.mark.parametrize("url", ["embedded", "http://127.0.0.1:4599", "http://localhost:4599", "http://[::1]:4599"])
+def test_a_short_poll_timeout_is_taken_for_a_local_emulator(tmp_path, url):
+    path = write_ini(tmp_path, f"[caravand]\nendpoint_url = {url}\npoll_timeout = 1\ngraceful_timeout = 21\n")
+    assert config.load(path).master.endpoint().poll_read_timeout == 11

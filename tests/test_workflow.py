@@ -553,6 +553,7 @@ def test_an_oversized_result_raises_instead_of_being_cut():
         (lambda task, big: task.start_timer("t", 5, control=big), "StartTimer control"),
         (lambda task, big: task.schedule_lambda("l", "f", big), "ScheduleLambdaFunction input"),
         (lambda task, big: task.schedule_lambda("l", "f", control=big), "ScheduleLambdaFunction control"),
+        (lambda task, big: task.record_marker("m", big), "RecordMarker details"),
     ],
 )
 def test_every_oversized_payload_raises(make, where):
