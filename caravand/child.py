@@ -402,6 +402,7 @@ class RegistrarProcess:
         # The master kills us at `timeout`; stop retrying a little before, to say why.
         deadline = time.monotonic() + self.timeout * 0.9
         try:
+            self.pool.apply_pythonpath()  # a factory of one's own imports its types from there
             client = swf.make_client(self.endpoint, session=self.session or swf.make_session(self.endpoint))
             registration.register_pool(client, self.pool, register_domain_too=self.register_domain, deadline=deadline)
         except CaravanError as exc:

@@ -366,7 +366,11 @@ class Master:
         self.reload()
 
     def handle_ttin(self) -> None:
+        limit = self.config.master.max_processes
         for pool in self.pools.values():
+            if pool.target >= limit:
+                log.warning("scale: %s stays at %d (TTIN): max_processes is %d", pool.name, pool.target, limit)
+                continue
             pool.target += 1
             log.info("scale: %s to %d (TTIN)", pool.name, pool.target)
 

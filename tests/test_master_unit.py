@@ -880,3 +880,13 @@ def test_a_stopped_child_gets_sigkill_at_once_not_a_sigabrt_it_cannot_answer(mas
 def test_process_state_reads_proc():
     assert System.process_state(os.getpid()) in ("R", "S")
     assert System.process_state(2**22 + 12345) is None
+
+
+def test_ttin_stops_at_max_processes(tmp_path, system, spawned, clock, caplog):
+    cfg = write_config(tmp_path)
+    cfg = dataclasses.replace(cfg, master=dataclasses.replace(cfg.master, max_processes=3))
+    master = make_master(cfg, system)
+    master.handle_ttin()
+    master.handle_ttin()
+    assert master.pools["demo"].target == 3
+    assert "scale: demo stays at 3 (TTIN): max_processes is 3" in caplog.text
