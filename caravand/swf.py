@@ -20,10 +20,13 @@ names the operation, the error code and SWF's message.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
+import random
 import re
 import threading
+import time
 
 import boto3
 import botocore.config
@@ -400,3 +403,83 @@ def paginate(client, method: str, result_key: str, **params):
                 return
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         raise translate_error(exc, operation) from exc
+
+
+#: The most a command-line call may take, its retries included: an endpoint
+#: that accepts connections and never answers fails in this long.
+CALL_BUDGET = 15.0
+#: Pauses between the attempts of a bounded call: full jitter, capped.
+BOUNDED_BACKOFF_BASE = 0.5
+BOUNDED_BACKOFF_CAP = 2.0
+
+
+class BoundedClient:
+    """An SWF client whose every call ends within ``budget`` seconds, retries included.
+
+    Each attempt is made on a one-attempt client of ``clients`` whose
+    timeouts fit the time left (:meth:`Clients.within`); an error that may
+    pass when tried again (throttling, a 5xx, the network, a timeout) is
+    retried after a jittered pause, at most ``attempts`` times in all, while
+    time is left. So an endpoint that accepts connections and never answers
+    fails in ``budget`` seconds, not in botocore's attempts x (connect + read).
+
+    Methods raise CaravanError (an SWFError names the operation), never a
+    botocore exception. It has no paginators, so :func:`paginate` pages by
+    hand and each page is one bounded call.
+    """
+
+    def __init__(
+        self,
+        clients: Clients,
+        budget: float = CALL_BUDGET,
+        *,
+        attempts: int = CALL_MAX_ATTEMPTS,
+        clock=time.monotonic,
+        sleep=time.sleep,
+        rng=random.random,
+    ):
+        self.clients = clients
+        self.budget = budget
+        self.attempts = attempts
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng
+
+    @property
+    def meta(self):
+        return self.clients.within(self.budget).meta
+
+    def can_paginate(self, method: str) -> bool:
+        return False
+
+    def __getattr__(self, name: str):
+        if name.startswith("_") or name not in self.meta.method_to_api_mapping:
+            raise AttributeError(name)
+        return functools.partial(self.invoke, name)
+
+    def invoke(self, method: str, **params) -> dict:
+        """``method(**params)``, tried until it passes, fails for good, or the budget is spent."""
+        operation = api_name(self, method)
+        began = self.clock()
+        deadline = began + self.budget
+        attempt = 0
+        while True:
+            attempt += 1
+            client = self.clients.within(deadline - self.clock())
+            try:
+                return getattr(client, method)(**params)
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+                error = translate_error(exc, operation)
+                if not is_retryable(exc):
+                    raise error from exc
+                pause = self.rng() * min(BOUNDED_BACKOFF_CAP, BOUNDED_BACKOFF_BASE * 2 ** (attempt - 1))
+                left = deadline - self.clock() - pause
+                if attempt >= self.attempts or left < MIN_CONNECT_TIMEOUT + MIN_READ_TIMEOUT:
+                    spent = self.clock() - began
+                    tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
+                    raise SWFError(
+                        error.operation, error.code, f"{error.message} (gave up after {tries} in {spent:.0f} s)",
+                        error.status,
+                    ) from exc  # fmt: skip
+                log.info("%s (attempt %d, retry in %.2f s)", error, attempt, pause)
+                self.sleep(pause)
