@@ -16,6 +16,8 @@ deferred so that production installs never need it.
 from __future__ import annotations
 
 import argparse
+import errno
+import importlib.util
 import json
 import os
 import select
@@ -34,6 +36,46 @@ from caravand.swf import ConfigError, UsageError
 HOST = "127.0.0.1"
 READY_PREFIX = "caravand-embedded-endpoint listening on "
 INSTALL_HINT = "the embedded SWF endpoint needs moto: pip install 'caravand[local]'"
+#: What changes the port when caravand runs the endpoint (``endpoint_url = embedded``).
+PORT_SETTING = "set embedded_port in [caravand] to a free port"
+
+
+class PortUnavailable(ConfigError):
+    """The endpoint cannot listen on its port (in use, or privileged): the setting or flag naming it must change.
+
+    A configuration error (78) wherever the port comes from: a flag or a
+    setting that names a resource that cannot be had.
+    """
+
+
+def why_unavailable(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "address already in use (another process listens there)"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges)"
+    return exc.strerror or str(exc)
+
+
+def port_problem(port: int) -> str | None:
+    """Why ``port`` cannot be listened on right now, or None if it can (a probe: bound, then closed)."""
+    if not port:
+        return None
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError as exc:
+            return why_unavailable(exc)
+    return None
+
+
+def set_title(url: str) -> None:
+    """``caravand: endpoint 127.0.0.1:4599``, so that ``ps | grep 'caravand:'`` shows it beside the master."""
+    try:
+        import setproctitle
+    except ImportError:  # a dependency of caravand; a title is only a convenience
+        return
+    setproctitle.setproctitle(f"caravand: endpoint {url.removeprefix('http://')}")
 
 
 def patch_moto() -> None:
@@ -42,7 +84,8 @@ def patch_moto() -> None:
     moto 5.2 answers HTTP 500 to a SignalWorkflowExecution without ``input``
     (the seed's own ``caravan-signal -s STOP`` sends none): give it the
     missing key, as null. It also dates every described execution
-    2015-01-01. Both mended in this process only.
+    2015-01-01, and gives a terminated or timed-out execution no close
+    time. All mended in this process only.
     """
     from moto.swf.responses import SWFResponse
 
@@ -73,6 +116,22 @@ def patch_moto() -> None:
 
     WorkflowExecution.to_medium_dict = to_medium_dict
 
+    # A terminated or timed-out execution has no close time (SWF lists it with one).
+    from moto.core.utils import unix_time
+
+    terminate, timeout = WorkflowExecution.terminate, WorkflowExecution.timeout
+
+    def terminate_with_time(self, *args, **kwargs):
+        terminate(self, *args, **kwargs)
+        self.close_timestamp = self.close_timestamp or unix_time()
+
+    def timeout_with_time(self, _timeout):
+        timeout(self, _timeout)
+        self.close_timestamp = self.close_timestamp or _timeout.timestamp
+
+    WorkflowExecution.terminate = terminate_with_time
+    WorkflowExecution.timeout = timeout_with_time
+
 
 def _make_server(port: int):
     """Bind a threaded werkzeug server running moto's dispatcher (port 0: any free port)."""
@@ -90,7 +149,7 @@ def _make_server(port: int):
         listener.listen(128)
     except OSError as exc:
         listener.close()
-        raise UsageError(f"cannot listen on {HOST}:{port}: {exc.strerror}") from None
+        raise PortUnavailable(f"cannot listen on {HOST}:{port}: {why_unavailable(exc)}") from None
     patch_moto()
     app = DomainDispatcherApplication(create_backend_app)
     server = make_server(HOST, listener.getsockname()[1], app, threaded=True, fd=listener.fileno())
@@ -122,6 +181,7 @@ def serve(port: int = 0, *, verbose: bool = False, announce=None) -> int:
     logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.WARNING)
     server = _make_server(port)
     url = f"http://{HOST}:{server.server_address[1]}"
+    set_title(url)
     stop = threading.Event()
 
     def request_stop(signum, frame):
@@ -170,10 +230,23 @@ class EmbeddedEndpoint:
         url = self.read_ready_line() if readable else None
         if url is None:
             self.stop()
-            code = self.process.returncode
-            raise ConfigError(f"embedded SWF endpoint failed to start on port {self.port} (exit {code})")
+            raise self.failure()
         self.wait_ready(timeout)
         return self.url
+
+    def failure(self) -> ConfigError:
+        """Why the process died before it listened, as well as the parent can tell (its stderr is not ours)."""
+        problem = port_problem(self.port)
+        if problem:
+            return PortUnavailable(
+                f"embedded SWF endpoint: cannot listen on {HOST}:{self.port}: {problem}: {PORT_SETTING}"
+            )
+        if importlib.util.find_spec("moto") is None:
+            return ConfigError(INSTALL_HINT)
+        return ConfigError(
+            f"embedded SWF endpoint failed to start on port {self.port} (exit {self.process.returncode}); "
+            f"see why with: {self.python} -m caravand.embedded --port {self.port} --verbose"
+        )
 
     def launch(self):
         """Spawn the server process; returns its stdout, where it announces its URL (see read_ready_line)."""
@@ -242,11 +315,18 @@ class EmbeddedEndpoint:
         self.stop()
 
 
+def port_number(value: str) -> int:
+    if not value.isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port: expected 0 to 65535")
+    return int(value)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """``python -m caravand.embedded``: the endpoint in the foreground, titled ``caravand: endpoint HOST:PORT``."""
     parser = argparse.ArgumentParser(
         prog="python -m caravand.embedded", description="Run the local SWF endpoint (moto) on 127.0.0.1."
     )
-    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
+    parser.add_argument("--port", type=port_number, default=0, help="port to listen on (0: any free port)")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     parser.add_argument("--parent", type=int, help="stop when this process (our parent) dies")
     args = parser.parse_args(argv)
@@ -261,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return serve(args.port, verbose=args.verbose, announce=announce)
-    except (ConfigError, UsageError) as exc:
+    except (ConfigError, UsageError) as exc:  # one line; the parent tells the user why (see failure())
         print(f"caravand.embedded: {exc}", file=sys.stderr)
         return exc.exit_code
 

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from helpers import wait_for
 
-from caravand.embedded import EmbeddedEndpoint
+from caravand.embedded import EmbeddedEndpoint, PortUnavailable
 from caravand.swf import ConfigError
 
 pytestmark = pytest.mark.e2e
@@ -88,15 +88,40 @@ def test_port_in_use(embedded):
         port = sock.getsockname()[1]
         taken = EmbeddedEndpoint(port=port)
         try:
-            with pytest.raises(ConfigError) as info:
+            with pytest.raises(PortUnavailable) as info:
                 taken.start(timeout=20)
-            assert info.value.exit_code == 78
-            assert f"port {port}" in str(info.value)
+            # 78, as `caravanctl local-endpoint` on a port in use: a setting naming what cannot be had.
+            assert info.value.exit_code == 78 and isinstance(info.value, ConfigError)
+            # It says why and which setting changes it (it was "failed to start on port N (exit 2)").
+            assert str(info.value) == (
+                f"embedded SWF endpoint: cannot listen on 127.0.0.1:{port}: address already in use "
+                "(another process listens there): set embedded_port in [caravand] to a free port"
+            )
             # The child is gone and reaped: nothing left behind.
             assert taken.process.returncode is not None
             assert pid_gone(taken.pid)
         finally:
             taken.stop()
+
+
+def test_process_title_names_the_endpoint(embedded):
+    """`ps | grep 'caravand:'` shows the endpoint beside the master and its children."""
+    url = embedded.start()
+    with open(f"/proc/{embedded.pid}/cmdline", "rb") as f:
+        title = f.read().rstrip(b"\0").decode()
+    assert title == f"caravand: endpoint {url.removeprefix('http://')}"
+    with open(f"/proc/{embedded.pid}/comm") as f:
+        assert f.read().strip() == "caravand: endpo"  # the kernel's 15 characters stay meaningful
+
+
+def test_a_failure_that_is_not_the_port_says_how_to_see_why(embedded, monkeypatch):
+    """A child that dies before listening for another reason: its exit code, and the command that shows why."""
+    monkeypatch.setattr(embedded, "python", "/bin/false")
+    with pytest.raises(ConfigError) as info:
+        embedded.start(timeout=20)
+    assert not isinstance(info.value, PortUnavailable)
+    assert "failed to start on port 0 (exit 1)" in str(info.value)
+    assert "-m caravand.embedded --port 0 --verbose" in str(info.value)
 
 
 def test_stop_before_start_is_harmless():
