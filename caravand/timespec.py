@@ -2,7 +2,8 @@
 
 ``parse_when`` takes an ISO date or datetime (``2015-01-01``,
 ``2015-01-01T12:30``, ``2015-01-01 12:30:00+02:00``) or an age back from now
-(``90m``, ``6h``, ``2d``, ``1w``); naive times are UTC, as SWF's are.
+(``90m``, ``6h``, ``2d``, ``1w``, also written ``-2d``); naive times are
+UTC, as SWF's are.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import re
 UTC = datetime.timezone.utc
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+#: An age back from now: a duration with its unit, optionally with a minus sign (``-2d`` is ``2d`` ago).
+_AGE = re.compile(r"^\s*-?\s*(\d+\s*[smhdw])\s*$")
 
 WHEN_HELP = "an ISO date or datetime (2015-01-01, 2015-01-01T12:30) or an age such as 90m, 6h, 2d"
 DURATION_HELP = "seconds, or a number with a unit s, m, h, d or w (such as 600 or 10m)"
@@ -30,9 +33,12 @@ def parse_duration(text: str) -> int:
 def parse_when(text: str, now: datetime.datetime | None = None) -> datetime.datetime:
     """An aware UTC datetime for ``text``; ValueError with the accepted forms otherwise."""
     now = now or datetime.datetime.now(UTC)
-    match = _DURATION.match(text)
-    if match and match.group(2):
-        return now - datetime.timedelta(seconds=parse_duration(text))
+    age = _AGE.match(text)
+    if age:
+        try:
+            return now - datetime.timedelta(seconds=parse_duration(age.group(1)))
+        except OverflowError:
+            raise ValueError(f"{text!r} is too far back: give a date instead, such as 2015-01-01") from None
     try:
         when = datetime.datetime.fromisoformat(text.strip())
     except ValueError:

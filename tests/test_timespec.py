@@ -39,6 +39,9 @@ def test_parse_when_absolute(text, expected):
         ("1w", datetime.timedelta(weeks=1)),
         ("45s", datetime.timedelta(seconds=45)),
         (" 3 h ", datetime.timedelta(hours=3)),
+        # A minus sign says the same (an age counts back from now): `--oldest -1d` means 1d.
+        ("-2d", datetime.timedelta(days=2)),
+        ("-90m", datetime.timedelta(minutes=90)),
     ],
 )
 def test_parse_when_relative_to_now(text, delta):
@@ -55,7 +58,7 @@ def test_parse_when_relative_defaults_to_the_current_time():
 
 @pytest.mark.parametrize(
     "text",
-    ["", "yesterday", "2015-13-01", "2015-01-32", "90x", "-2d", "2.5h", "600", "1d2h", "2015/01/01", "d"],
+    ["", "yesterday", "2015-13-01", "2015-01-32", "90x", "-2", "+2d", "--2d", "2.5h", "600", "1d2h", "2015/01/01", "d"],
 )
 def test_parse_when_rejects_other_forms(text):
     with pytest.raises(ValueError) as info:
@@ -64,6 +67,13 @@ def test_parse_when_rejects_other_forms(text):
     assert repr(text) in message
     # The message says what is accepted.
     assert "ISO date" in message and "2d" in message
+
+
+@pytest.mark.parametrize("text", ["99999999d", "9999999999w", "99999999999999999999s"])
+def test_parse_when_too_far_back_is_a_value_error(text):
+    """Not an OverflowError (a traceback in caravanctl): a ValueError that says what to give."""
+    with pytest.raises(ValueError, match="too far back: give a date instead"):
+        parse_when(text, now=NOW)
 
 
 @pytest.mark.parametrize(
