@@ -6,8 +6,11 @@ as ``caravan-start`` is the same record under a parser of its own, so both
 accept the same flags and behave the same.
 
 Exit codes: 0 ok, 1 the request failed (SWF refused it or could not be
-reached), 2 usage, 78 configuration (ini, credentials, region, profile).
-Every error is one line on stderr; no traceback reaches the user.
+reached), 2 usage (the command line cannot be read), 78 configuration (ini,
+credentials, region, profile, or a port or directory that a setting or a
+flag names and that cannot be had). Every error is one line on stderr; no
+traceback reaches the user. Every call to SWF ends within
+``swf.CALL_BUDGET`` seconds (about 15), its retries included.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import datetime
 import functools
 import ipaddress
 import logging
+import re
 import sys
+import time
 import urllib.parse
 from collections.abc import Callable
 
@@ -41,6 +46,28 @@ CHILD_POLICIES = ("TERMINATE", "REQUEST_CANCEL", "ABANDON")
 CLOSE_STATUSES = ("COMPLETED", "FAILED", "CANCELED", "TERMINATED", "CONTINUED_AS_NEW", "TIMED_OUT")
 #: An execution can stay open for a year: look that far back to find one by id.
 MAX_EXECUTION_AGE = datetime.timedelta(days=366)
+#: The operations moto's emulator lacks (it answers them with an HTTP 500).
+EMULATOR_LACKS = frozenset(
+    {
+        "CountClosedWorkflowExecutions",
+        "CountOpenWorkflowExecutions",
+        "DeleteActivityType",
+        "DeleteWorkflowType",
+        "RequestCancelWorkflowExecution",
+        "RespondActivityTaskCanceled",
+    }
+)
+#: How often ``start --wait-type`` asks whether the type is registered (SWF refills Describe* at 6/s).
+WAIT_TYPE_INTERVAL = 0.5
+#: Shown by --help, and the README says the same.
+EXIT_CODES = """\
+exit codes:
+  0   done
+  1   the request failed: SWF refused it (its error code and message) or could not be reached
+  2   usage: the command line cannot be read (a bad flag or value)
+  78  configuration: the ini, credentials, region or profile, or a port or directory
+      that a setting or a flag names and that cannot be had (a port in use)
+every error is one line on stderr; every call to SWF ends within about 15 s, retries included"""
 
 
 def is_loopback(url: str | None) -> bool:
@@ -55,7 +82,17 @@ def is_loopback(url: str | None) -> bool:
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line and exit 2."""
+    """An ArgumentParser whose errors are one line and exit 2, and whose --help names the exit codes.
+
+    A word such as ``-1d`` is a value, not an option: ``--oldest -1d``
+    means one day ago, as ``--oldest 1d`` does.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("epilog", EXIT_CODES)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d+[smhdw]$")
 
     def error(self, message):
         raise UsageError(f"{message} (see {self.prog} --help)")
@@ -114,6 +151,32 @@ def tag_list(value: str) -> list[str]:
     return tags
 
 
+def port_number(value: str) -> int:
+    if not value.isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port: expected 0 to 65535 (0: any free port)")
+    return int(value)
+
+
+def endpoint_url(value: str) -> str:
+    """An http(s) URL with a host, as botocore wants it; checked here so that a typo is a usage error."""
+    try:
+        parts = urllib.parse.urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an endpoint URL: expected http(s)://HOST[:PORT]")
+    return value
+
+
+def wait_seconds(value: str) -> int:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 identifier = limited("the workflow id", swf.MAX_NAME)
 payload = limited("--input", swf.MAX_INPUT)
 
@@ -137,7 +200,8 @@ class Context:
 
     @functools.cached_property
     def client(self):
-        return swf.make_client(self.endpoint)
+        """A client whose every call (retries included) ends within swf.CALL_BUDGET seconds."""
+        return swf.BoundedClient(swf.Clients(self.endpoint))
 
     @functools.cached_property
     def emulator(self) -> bool:
@@ -166,11 +230,30 @@ class Context:
 
     def call(self, method: str, **params) -> dict:
         log.info("calling %s", swf.api_name(self.client, method))
-        return swf.call(self.client, method, **params)
+        try:
+            return swf.call(self.client, method, **params)
+        except swf.SWFError as exc:
+            raise self.explain(exc) from exc
 
     def paginate(self, method: str, result_key: str, **params) -> list[dict]:
         log.info("listing %s", swf.api_name(self.client, method))
-        return list(swf.paginate(self.client, method, result_key, **params))
+        try:
+            return list(swf.paginate(self.client, method, result_key, **params))
+        except swf.SWFError as exc:
+            raise self.explain(exc) from exc
+
+    def explain(self, exc: swf.SWFError) -> swf.SWFError:
+        """The emulator's HTTP 500 (a page of HTML) said as what it means: an operation or region it lacks."""
+        if exc.status is None or exc.status < 500 or not self.emulator:
+            return exc
+        region = self.client.meta.region_name
+        if exc.operation in EMULATOR_LACKS:
+            why = f"the local SWF endpoint (moto's emulator) does not implement {exc.operation}; real SWF does"
+        elif not known_region(region):
+            why = f"the local SWF endpoint knows no region {region!r}: give an AWS region such as us-east-1"
+        else:
+            why = f"the local SWF endpoint (moto's emulator) failed on it; it lacks parts of SWF: {exc.message}"
+        return swf.SWFError(exc.operation, f"HTTP {exc.status}", why, exc.status)
 
     def done(self, message: str, data: dict | None = None) -> int:
         """Report a successful change: JSON for programs, one line for people."""
@@ -180,22 +263,46 @@ class Context:
             print(message)
         return 0
 
-    def find_run_id(self, workflow_id: str) -> str:
-        """The run id of the open execution ``workflow_id``, else of its newest closed one."""
+    def find_run_id(self, workflow_id: str, asked: str) -> str:
+        """The run id of the open execution ``workflow_id``, else of its newest closed one.
+
+        ``asked`` is what the user asked for (``describe -i ID``): errors name
+        it, not the list calls made to find the run.
+        """
         window = {"oldestDate": datetime.datetime.now(UTC) - MAX_EXECUTION_AGE}
         for method in ("list_open_workflow_executions", "list_closed_workflow_executions"):
-            infos = self.paginate(
-                method,
-                "executionInfos",
-                domain=self.domain,
-                startTimeFilter=window,
-                executionFilter={"workflowId": workflow_id},
-            )
+            try:
+                infos = self.paginate(
+                    method,
+                    "executionInfos",
+                    domain=self.domain,
+                    startTimeFilter=window,
+                    executionFilter={"workflowId": workflow_id},
+                )
+            except swf.SWFError as exc:
+                message = f"{exc.message}, while looking for its run with {exc.operation}"
+                raise swf.SWFError(asked, exc.code, message, exc.status) from exc
             # The emulator ignores executionFilter: filter here as well.
             infos = [i for i in infos if i["execution"]["workflowId"] == workflow_id]
             if infos:
                 return max(infos, key=lambda i: i["startTimestamp"])["execution"]["runId"]
-        raise swf.SWFError("DescribeWorkflowExecution", "UnknownResourceFault", f"no execution with id {workflow_id!r}")
+        raise swf.SWFError(
+            asked,
+            "UnknownResourceFault",
+            f"no execution has workflow id {workflow_id!r} in domain {self.domain} "
+            f"(none open, none closed in the last {MAX_EXECUTION_AGE.days} days)",
+        )
+
+
+def known_region(region: str | None) -> bool:
+    """Whether botocore knows ``region`` for SWF in any partition (aws, aws-cn, aws-us-gov...)."""
+    import boto3
+
+    session = boto3.Session()
+    return any(
+        region in session.get_available_regions("swf", partition_name=partition)
+        for partition in session.get_available_partitions()
+    )
 
 
 # -- the commands
@@ -322,10 +429,39 @@ def start_arguments(parser):
     parser.add_argument("--child-policy", choices=CHILD_POLICIES)
     parser.add_argument("--lambda-role", help="ARN of an IAM role that lets SWF invoke Lambda functions")
     parser.add_argument("--priority", type=priority, help="decision task priority (an integer)")
+    parser.add_argument(
+        "--wait-type",
+        type=wait_seconds,
+        metavar="SECONDS",
+        help="if the workflow type is not registered yet (its decider is starting and registers it), "
+        f"wait up to SECONDS for it: {DURATION_HELP}",
+    )
+
+
+def wait_for_type(ctx, name: str, version: str, seconds: int) -> None:
+    """Return once the workflow type exists (DescribeWorkflowType answers), or fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            ctx.call("describe_workflow_type", domain=ctx.domain, workflowType={"name": name, "version": version})
+            return
+        except swf.SWFError as exc:
+            if exc.code != "UnknownResourceFault":
+                raise
+            if time.monotonic() + WAIT_TYPE_INTERVAL > deadline:
+                raise swf.SWFError(
+                    "StartWorkflowExecution",
+                    exc.code,
+                    f"workflow type {name} {version} is still unknown in {ctx.domain} after {seconds} s "
+                    f"({exc.message}): start a decider that serves it (it registers the type), or wait longer",
+                ) from exc
+        time.sleep(WAIT_TYPE_INTERVAL)
 
 
 @command("start", arguments=start_arguments, help="start a workflow execution; prints its run id")
 def start(ctx, args):
+    if args.wait_type:
+        wait_for_type(ctx, args.name, args.version, args.wait_type)
     data = ctx.call(
         "start_workflow_execution",
         domain=ctx.domain,
@@ -495,18 +631,43 @@ def list_executions(ctx, args):
 
 describe_arguments = history_arguments = execution_arguments
 
+#: What a closed execution's last event tells: (label, attribute) for ``describe``.
+CLOSE_FIELDS = {
+    "WorkflowExecutionCompleted": [("Result", "result")],
+    "WorkflowExecutionFailed": [("Failure reason", "reason"), ("Failure details", "details")],
+    "WorkflowExecutionTerminated": [("Terminated", "cause"), ("Reason", "reason"), ("Details", "details")],
+    "WorkflowExecutionCanceled": [("Details", "details")],
+    "WorkflowExecutionTimedOut": [("Timed out", "timeoutType")],
+    "WorkflowExecutionContinuedAsNew": [("Continued as run", "newExecutionRunId")],
+}
 
-@command("describe", arguments=describe_arguments, help="show a workflow execution: status, configuration, open counts")
-def describe(ctx, args):
-    run_id = args.run_id or ctx.find_run_id(args.id)
+
+def close_event(ctx, execution: dict) -> dict | None:
+    """The event that closed ``execution`` (its last one): where SWF keeps the result or the reason."""
     data = ctx.call(
-        "describe_workflow_execution", domain=ctx.domain, execution={"workflowId": args.id, "runId": run_id}
+        "get_workflow_execution_history", domain=ctx.domain, execution=execution, reverseOrder=True, maximumPageSize=1
     )
+    events = data.get("events") or []
+    return events[0] if events and events[0]["eventType"] in CLOSE_FIELDS else None
+
+
+@command(
+    "describe",
+    arguments=describe_arguments,
+    help="show a workflow execution: status, configuration, open counts, and the result or reason once closed",
+)
+def describe(ctx, args):
+    run_id = args.run_id or ctx.find_run_id(args.id, f"describe -i {args.id}")
+    execution = {"workflowId": args.id, "runId": run_id}
+    data = ctx.call("describe_workflow_execution", domain=ctx.domain, execution=execution)
     data.pop("ResponseMetadata", None)
+    closed = close_event(ctx, execution) if data["executionInfo"]["executionStatus"] == "CLOSED" else None
     if ctx.json:
-        output.dump_json(data)
+        output.dump_json({**data, "closeEvent": closed} if closed else data)
         return 0
     info, config, counts = data["executionInfo"], data["executionConfiguration"], data["openCounts"]
+    attributes = output.attributes_of(closed) if closed else {}
+    outcome = [(label, attributes.get(key)) for label, key in CLOSE_FIELDS.get(closed and closed["eventType"], [])]
     output.fields(
         [
             ("Workflow id", info["execution"]["workflowId"]),
@@ -515,6 +676,7 @@ def describe(ctx, args):
             ("Status", info.get("closeStatus", info["executionStatus"])),
             ("Started", info["startTimestamp"]),
             ("Closed", info.get("closeTimestamp")),
+            *outcome,
             ("Tags", " ".join(info.get("tagList", []))),
             ("Cancel requested", "yes" if info.get("cancelRequested") else None),
             ("Task list", config["taskList"]["name"]),
@@ -536,7 +698,7 @@ def describe(ctx, args):
 
 @command("history", arguments=history_arguments, help="print the whole event history of a workflow execution")
 def history(ctx, args):
-    run_id = args.run_id or ctx.find_run_id(args.id)
+    run_id = args.run_id or ctx.find_run_id(args.id, f"history -i {args.id}")
     events = ctx.paginate(
         "get_workflow_execution_history",
         "events",
@@ -600,8 +762,8 @@ def types_list(ctx, args):
 def local_endpoint_arguments(parser):
     parser.add_argument(
         "--port",
-        type=int,
-        help=f"loopback port (default: the ini's embedded_port, else {DEFAULT_EMBEDDED_PORT})",
+        type=port_number,
+        help=f"loopback port (default: the ini's embedded_port, else {DEFAULT_EMBEDDED_PORT}; 0: any free port)",
     )
     parser.add_argument("--env", action="store_true", help="only print the export lines for the shell, then exit")
 
@@ -613,8 +775,14 @@ def local_endpoint_arguments(parser):
 )
 def local_endpoint(ctx, args):
     port = args.port
-    if port is None:
-        port = load_master(args.config).embedded_port if getattr(args, "config", None) else DEFAULT_EMBEDDED_PORT
+    if port is not None:
+        change = "give --port another port (0: any free one)"
+    elif getattr(args, "config", None):
+        port = load_master(args.config).embedded_port
+        change = f"set embedded_port in [caravand] of {args.config} to another port, or give --port"
+    else:
+        port = DEFAULT_EMBEDDED_PORT
+        change = f"give --port another port (the default is {DEFAULT_EMBEDDED_PORT})"
     if args.env:
         print("\n".join(embedded.export_lines(f"http://{embedded.HOST}:{port}")))
         return 0
@@ -624,13 +792,16 @@ def local_endpoint(ctx, args):
         print("to use it from another shell:")
         print("\n".join(f"  {line}" for line in embedded.export_lines(url)), flush=True)
 
-    return embedded.serve(port, verbose=getattr(args, "verbose", False), announce=announce)
+    try:
+        return embedded.serve(port, verbose=getattr(args, "verbose", False), announce=announce)
+    except embedded.PortUnavailable as exc:
+        raise swf.ConfigError(f"{exc}: {change}") from None
 
 
 # -- parsers
 
 
-def add_common(parser, *, suppress: bool, short_verbose: bool) -> None:
+def add_common(parser, *, suppress: bool, short_verbose: bool, verbose_help: str = "log to stderr") -> None:
     """The options every command takes, before or after its name.
 
     On sub-parsers (``suppress``) they default to SUPPRESS, so that an option
@@ -640,12 +811,12 @@ def add_common(parser, *, suppress: bool, short_verbose: bool) -> None:
     unset, off = (argparse.SUPPRESS, argparse.SUPPRESS) if suppress else (None, False)
     parser.add_argument("-c", "--config", metavar="INI", default=unset, help="read [caravand] of this ini")
     parser.add_argument("-d", "--domain", default=unset, help="SWF domain")
-    parser.add_argument("--endpoint-url", metavar="URL", default=unset, help="SWF endpoint URL")
+    parser.add_argument("--endpoint-url", metavar="URL", type=endpoint_url, default=unset, help="SWF endpoint URL")
     parser.add_argument("--region", default=unset, help="AWS region")
     parser.add_argument("--profile", default=unset, help="AWS profile")
     parser.add_argument("--json", action="store_true", default=off, help="print JSON")
     verbose = ("-v", "--verbose") if short_verbose else ("--verbose",)
-    parser.add_argument(*verbose, action="store_true", default=off, help="log to stderr")
+    parser.add_argument(*verbose, action="store_true", default=off, help=verbose_help)
     parser.add_argument("--debug", action="store_true", default=off, help="log botocore too")
 
 
@@ -668,7 +839,14 @@ def build_parser(prog: str = "caravanctl") -> Parser:
 
 
 def setup_logging(args) -> None:
-    level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
+    """Warnings only by default (``log_level`` in the parser's defaults says otherwise); more with --verbose."""
+    quiet = getattr(args, "log_level", logging.WARNING)
+    if args.debug:
+        level = logging.DEBUG
+    elif args.verbose:
+        level = logging.DEBUG if quiet <= logging.INFO else logging.INFO
+    else:
+        level = quiet
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.debug:
         for noisy in ("botocore", "boto3", "urllib3"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import pprint
 import sys
 
 from caravand.timespec import format_time
@@ -41,6 +40,8 @@ def fields(pairs: list[tuple[str, object]], stream=None) -> None:
     for label, value in pairs:
         if isinstance(value, datetime.datetime):
             value = format_time(value)
+        # A value of several lines (a traceback in a failure's details) stays under its label.
+        value = str(value).replace("\n", "\n" + " " * (width + 1))
         stream.write(f"{label + ':':<{width}} {value}\n")
 
 
@@ -52,9 +53,23 @@ def attributes_of(event: dict) -> dict:
     return {}
 
 
+def compact_json(data) -> str:
+    """``data`` as JSON on one line, keys sorted, non-ASCII kept as it is."""
+    return json.dumps(data, default=_json_default, sort_keys=True, ensure_ascii=False)
+
+
 def events(history: list[dict], stream=None) -> None:
-    """History events as the seed's ``print_events`` showed them, with times."""
-    stream = stream or sys.stdout
-    for event in history:
-        stream.write(f"==== {event['eventId']:3d} {event['eventType']}  {format_time(event.get('eventTimestamp'))}\n")
-        stream.write(pprint.pformat(attributes_of(event)) + "\n")
+    """History events as a table: id, time, type, and the event's attributes as JSON on one line."""
+    table(
+        ["ID", "TIME", "TYPE", "ATTRIBUTES"],
+        [
+            [
+                event["eventId"],
+                format_time(event.get("eventTimestamp")),
+                event["eventType"],
+                compact_json(attributes_of(event)),
+            ]
+            for event in history
+        ],
+        stream,
+    )

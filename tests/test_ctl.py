@@ -445,12 +445,12 @@ def test_terminate_bad_input(cli, boto):
     )
 
 
-def stub_client(monkeypatch, url: str = NOWHERE):
+def stub_client(monkeypatch, url: str = NOWHERE, region: str = "us-east-1"):
     """A stubbed SWF client at ``url``, handed to every Context that builds one."""
-    client = swf.make_client(swf.Endpoint(endpoint_url=url, region="us-east-1"))
+    client = swf.make_client(swf.Endpoint(endpoint_url=url, region=region))
     stubber = Stubber(client)
 
-    def make_client(endpoint, *, poll=False, session=None):
+    def make_client(endpoint, **kwargs):
         return client
 
     monkeypatch.setattr(swf, "make_client", make_client)
@@ -814,21 +814,35 @@ def test_describe_unknown(cli, boto):
     )
 
 
+def history_rows(result: Result) -> list[tuple[int, str, dict]]:
+    """The rows of a ``history`` table: (event id, type, attributes parsed back from their JSON)."""
+    assert result.code == 0, result
+    header, *lines = result.out.splitlines()
+    assert header.split() == ["ID", "TIME", "TYPE", "ATTRIBUTES"]
+    rows = []
+    for line in lines:
+        event_id, _date, _time, event_type, attributes = line.split(None, 4)
+        rows.append((int(event_id), event_type, json.loads(attributes)))
+    return rows
+
+
 def test_history(cli, two_runs):
+    """A table whose attributes are JSON (never Python reprs), one event a line."""
     first, second = two_runs
     result = cli("-d", DOMAIN, "history", "-i", "w")
-    assert result.code == 0, result
-    headers = [line.split()[1:3] for line in result.out.splitlines() if line.startswith("====")]
-    assert headers[:2] == [["1", "WorkflowExecutionStarted"], ["2", "DecisionTaskScheduled"]]
+    rows = history_rows(result)
+    assert [(i, t) for i, t, _ in rows[:2]] == [(1, "WorkflowExecutionStarted"), (2, "DecisionTaskScheduled")]
     assert "WorkflowExecutionTerminated" not in result.out
-    assert "'name': 'Other'" in result.out  # the attributes, pretty-printed as in the seed
+    assert rows[0][2]["workflowType"] == {"name": "Other", "version": "1.0"}
+    assert "'name'" not in result.out  # no Python repr
 
     result = cli("-d", DOMAIN, "history", "-i", "w", "--run-id", first)
-    types = [line.split()[2] for line in result.out.splitlines() if line.startswith("====")]
+    rows = history_rows(result)
+    types = [t for _, t, _ in rows]
     assert types[0] == "WorkflowExecutionStarted"
     assert types[-1] == "WorkflowExecutionTerminated"
-    assert "WorkflowExecutionSignaled" in types
-    assert "{'input': 'one', 'signalName': 'FIRST'}" in result.out
+    assert ("WorkflowExecutionSignaled", {"input": "one", "signalName": "FIRST"}) in [(t, a) for _, t, a in rows]
+    assert '{"input": "one", "signalName": "FIRST"}' in result.out
 
 
 def test_history_json(cli, two_runs):
@@ -1031,3 +1045,204 @@ def test_local_endpoint_env(cli, tmp_path):
     ini.write_text("[caravand]\nendpoint_url = embedded\nembedded_port = 4622\n")
     assert cli("-c", str(ini), "local-endpoint", "--env").out.splitlines()[0].endswith("http://127.0.0.1:4622")
     assert cli("local-endpoint", "--env").out.splitlines()[0].endswith("http://127.0.0.1:4599")
+
+
+# -- issue 8: no traceback, the documented exit code, a message that says what to do
+
+
+@pytest.mark.parametrize(
+    "argv, fragments",
+    [
+        # Each was a traceback (OverflowError, ValueError, OverflowError).
+        (["-d", DOMAIN, "list", "--oldest", "99999999d"], ["--oldest", "'99999999d' is too far back"]),
+        (["--endpoint-url", "not-a-url", "domain", "list"], ["'not-a-url' is not an endpoint URL", "http(s)://"]),
+        (["domain", "list", "--endpoint-url", "http://127.0.0.1:99999"], ["is not an endpoint URL"]),
+        (["local-endpoint", "--port", "99999"], ["'99999' is not a port: expected 0 to 65535"]),
+        (["local-endpoint", "--port", "-1"], ["is not a port"]),
+    ],
+)
+def test_bad_values_are_usage_errors(cli, argv, fragments):
+    assert_fails(cli(*argv), 2, *fragments)
+
+
+def test_partial_credentials_are_a_config_error(cli, monkeypatch):
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    err = assert_fails(cli("--endpoint-url", NOWHERE, "domain", "list"), 78, "AWS_SECRET_ACCESS_KEY")
+    assert "incomplete AWS credentials" in err
+
+
+@pytest.mark.parametrize("oldest", ["-2d", "-48h"])
+def test_list_oldest_takes_a_negative_age(cli, old_and_new, oldest):
+    """`--oldest -1d` was `expected one argument` (argparse took -1d for an option): it means 1d ago."""
+    result = cli("-d", DOMAIN, "list", "--json", "--oldest", oldest)
+    assert result.code == 0, result
+    assert [i["execution"]["workflowId"] for i in json.loads(result.out)] == ["new"]
+    result = cli("-d", DOMAIN, "--oldest", "-4d", "--latest", "-2d", "--json", entry=ctl.seed_list)
+    assert [i["execution"]["workflowId"] for i in json.loads(result.out)] == ["old"]
+
+
+def test_history_of_an_unknown_id_names_what_was_asked(cli, boto):
+    err = assert_fails(cli("-d", DOMAIN, "history", "-i", "nope"), 1, "history -i nope failed: UnknownResourceFault")
+    assert "no execution has workflow id 'nope' in domain CaravanDemo" in err
+    assert "DescribeWorkflowExecution" not in err
+    assert_fails(cli("-d", DOMAIN, "describe", "-i", "nope"), 1, "describe -i nope failed:")
+
+
+def test_describe_names_what_was_asked_when_the_run_lookup_fails(cli, monkeypatch):
+    _, stubber = stub_client(monkeypatch, REAL_SWF)
+    stubber.add_client_error(
+        "list_open_workflow_executions", service_error_code="AccessDeniedException", service_message="not you"
+    )
+    with stubber:
+        err = assert_fails(cli("-d", DOMAIN, "describe", "-i", "w1"), 1)
+    assert err.startswith("caravanctl: error: describe -i w1 failed: AccessDeniedException: not you")
+    assert "while looking for its run with ListOpenWorkflowExecutions" in err
+
+
+@pytest.fixture
+def no_backoff(monkeypatch):
+    """Retries of a bounded call without their pauses."""
+    monkeypatch.setattr(swf, "BOUNDED_BACKOFF_BASE", 0.0)
+
+
+def stub_http_500(stubber, method: str, times: int = swf.CALL_MAX_ATTEMPTS) -> None:
+    """The emulator's answer to what it lacks: HTTP 500 and a page of HTML (retried, as any 5xx)."""
+    for _ in range(times):
+        stubber.add_client_error(
+            method,
+            service_error_code="500",
+            service_message="<!doctype html><title>500 Internal Server Error</title><h1>Internal Server Error</h1>",
+            http_status_code=500,
+        )
+
+
+def test_the_emulators_http_500_says_what_it_lacks(cli, monkeypatch, no_backoff):
+    _, stubber = stub_client(monkeypatch, "http://127.0.0.1:4599")
+    stub_http_500(stubber, "request_cancel_workflow_execution")
+    with stubber:
+        err = assert_fails(cli("-d", DOMAIN, "cancel", "-i", "1"), 1, "RequestCancelWorkflowExecution failed")
+    assert "the local SWF endpoint (moto's emulator) does not implement RequestCancelWorkflowExecution" in err
+    assert "<" not in err and "Internal Server Error" not in err
+
+
+def test_the_emulators_http_500_for_an_unknown_region(cli, monkeypatch, no_backoff):
+    _, stubber = stub_client(monkeypatch, "http://127.0.0.1:4599", region="bogus-1")
+    stub_http_500(stubber, "list_domains")
+    with stubber:
+        err = assert_fails(cli("--region", "bogus-1", "domain", "list"), 1, "ListDomains failed")
+    assert "the local SWF endpoint knows no region 'bogus-1'" in err and "us-east-1" in err
+
+
+def test_real_swfs_http_500_is_left_as_it_is(cli, monkeypatch, no_backoff):
+    _, stubber = stub_client(monkeypatch, REAL_SWF)
+    stub_http_500(stubber, "list_domains")
+    with stubber:
+        err = assert_fails(cli("domain", "list"), 1, "ListDomains failed: 500")
+    assert "emulator" not in err
+    assert "gave up after 3 attempts" in err
+
+
+def complete_with(boto, task_list: str, decision_type: str, **attributes) -> None:
+    """Act as a decider: close the execution waiting on ``task_list`` with ``decision_type``."""
+    task = boto.poll_for_decision_task(domain=DOMAIN, taskList={"name": task_list})
+    key = decision_type[0].lower() + decision_type[1:] + "DecisionAttributes"
+    boto.respond_decision_task_completed(
+        taskToken=task["taskToken"], decisions=[{"decisionType": decision_type, key: attributes}]
+    )
+
+
+def describe_fields(result: Result) -> dict[str, str]:
+    assert result.code == 0, result
+    return {k: v.strip() for k, v in (line.split(":", 1) for line in result.out.splitlines() if ":" in line)}
+
+
+def test_describe_shows_the_result_or_the_reason_of_a_closed_execution(cli, boto):
+    boto_start(boto, "ok", taskList={"name": "ok-tl"})
+    complete_with(boto, "ok-tl", "CompleteWorkflowExecution", result="Hello, World!")
+    boto_start(boto, "bad", taskList={"name": "bad-tl"})
+    complete_with(boto, "bad-tl", "FailWorkflowExecution", reason="greet failed 3 times", details="line 1\nline 2")
+    boto_start(boto, "killed")
+    boto.terminate_workflow_execution(domain=DOMAIN, workflowId="killed", reason="by hand", details="why not")
+
+    assert describe_fields(cli("-d", DOMAIN, "describe", "-i", "ok"))["Result"] == "Hello, World!"
+    result = cli("-d", DOMAIN, "describe", "-i", "bad")
+    fields = describe_fields(result)
+    assert fields["Status"] == "FAILED"
+    assert fields["Failure reason"] == "greet failed 3 times"
+    # A value of several lines stays under its label.
+    lines = result.out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("Failure details:"))
+    column = lines[at].index("line 1")
+    assert lines[at + 1] == " " * column + "line 2"
+    fields = describe_fields(cli("-d", DOMAIN, "describe", "-i", "killed"))
+    assert (fields["Status"], fields["Reason"], fields["Details"]) == ("TERMINATED", "by hand", "why not")
+
+    data = json.loads(cli("-d", DOMAIN, "describe", "-i", "ok", "--json").out)
+    assert data["closeEvent"]["eventType"] == "WorkflowExecutionCompleted"
+    assert data["closeEvent"]["workflowExecutionCompletedEventAttributes"]["result"] == "Hello, World!"
+    # An open execution: no close event, no extra call.
+    boto_start(boto, "open")
+    assert "closeEvent" not in json.loads(cli("-d", DOMAIN, "describe", "-i", "open", "--json").out)
+    assert "Result" not in describe_fields(cli("-d", DOMAIN, "describe", "-i", "open"))
+
+
+@pytest.mark.parametrize(
+    "entry", [ctl.main, ctl.seed_list, ctl.seed_start], ids=["caravanctl", "caravan-list", "caravan-start"]
+)
+def test_help_names_the_exit_codes(capsys, entry):
+    with pytest.raises(SystemExit) as info:
+        entry(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "exit codes:" in out
+    for line in ("0   done", "1   the request failed", "2   usage", "78  configuration"):
+        assert line in out
+    assert "a port in use" in out
+
+
+def test_start_wait_type_waits_for_a_type_being_registered(cli, monkeypatch):
+    """`start --wait-type`: the decider started beside it registers the type a moment later."""
+    monkeypatch.setattr(ctl, "WAIT_TYPE_INTERVAL", 0.01)
+    _, stubber = stub_client(monkeypatch, REAL_SWF)
+    asked = {"domain": DOMAIN, "workflowType": {"name": "Greeting", "version": "1.0"}}
+    for _ in range(2):
+        stubber.add_client_error(
+            "describe_workflow_type",
+            service_error_code="UnknownResourceFault",
+            service_message="Unknown type: WorkflowType=[name=Greeting, version=1.0]",
+            expected_params=asked,
+        )
+    stubber.add_response(
+        "describe_workflow_type",
+        {
+            "typeInfo": {
+                "workflowType": {"name": "Greeting", "version": "1.0"},
+                "status": "REGISTERED",
+                "creationDate": datetime.datetime(2026, 1, 1),
+            },
+            "configuration": {},
+        },
+        asked,
+    )
+    stubber.add_response(
+        "start_workflow_execution",
+        {"runId": "run-1"},
+        {"domain": DOMAIN, "workflowId": "g1", "workflowType": {"name": "Greeting", "version": "1.0"}},
+    )
+    with stubber:
+        result = cli("-d", DOMAIN, "start", "-n", "Greeting", "-v", "1.0", "-i", "g1", "--wait-type", "5")
+    stubber.assert_no_pending_responses()
+    assert result.code == 0 and result.out == "run-1\n", result
+
+
+def test_start_wait_type_gives_up(cli, boto, monkeypatch):
+    monkeypatch.setattr(ctl, "WAIT_TYPE_INTERVAL", 0.05)
+    err = assert_fails(
+        cli("-d", DOMAIN, "start", "-n", "Greeting", "-v", "1.0", "-i", "g1", "--wait-type", "1"),
+        1,
+        "workflow type Greeting 1.0 is still unknown in CaravanDemo after 1 s",
+        "start a decider that serves it",
+    )
+    assert "Unknown type" in err
+    assert open_infos(boto) == []
+    assert_fails(cli("-d", DOMAIN, "start", "-n", "Demo", "-v", "0.1", "-i", "1", "--wait-type", "soon"), 2)

@@ -6,15 +6,19 @@ the environment the commands inherit; nothing here can reach past loopback.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 import boto3
 import pytest
+from endpoints import SilentEndpoint
 from helpers import run_cli
 
 pytestmark = pytest.mark.e2e
@@ -119,9 +123,11 @@ def test_seed_demo_verbatim(endpoint, client):
 
     history = ok(run_cli("caravanctl", "-d", "CaravanDemo", "history", "-i", "1"))
     assert "WorkflowExecutionSignaled" in history
-    assert "{'input': 'Hello World!', 'signalName': 'PRINT'}" in history
-    assert "{'input': 'Lorem ipsum', 'signalName': 'PRINT'}" in history
-    assert "'signalName': 'STOP'" in history
+    # The attributes are JSON, never Python reprs.
+    assert '{"input": "Hello World!", "signalName": "PRINT"}' in history
+    assert '{"input": "Lorem ipsum", "signalName": "PRINT"}' in history
+    assert '"signalName": "STOP"' in history
+    assert "'signalName'" not in history
     # The AWS CLI reads the same history.
     events = aws(
         url, "get-workflow-execution-history", "--domain", DEMO, "--execution", f"workflowId=1,runId={run_id}"
@@ -272,6 +278,9 @@ def test_local_endpoint(spawn):
     url = f"http://127.0.0.1:{port}"
     out = server.wait_output(f"export AWS_ENDPOINT_URL_SWF={url}", timeout=30)
     assert f"local SWF endpoint: {url}" in out
+    # `ps | grep 'caravand:'` shows it beside the master and its children.
+    with open(f"/proc/{server.pid}/cmdline", "rb") as f:
+        assert f.read().rstrip(b"\0").decode() == f"caravand: endpoint 127.0.0.1:{port}"
     env = dict(os.environ, AWS_ENDPOINT_URL_SWF=url)
     ok(run_cli("caravanctl", "domain", "register", "Local", "--retention-days", "1", env=env))
     assert ok(run_cli("caravanctl", "domain", "list", env=env)).splitlines()[1].split() == ["Local", "REGISTERED"]
@@ -284,11 +293,25 @@ def test_local_endpoint(spawn):
         sock.bind(("127.0.0.1", port))
 
 
-def test_local_endpoint_port_taken(endpoint):
+def test_local_endpoint_port_taken(endpoint, tmp_path):
+    """A port in use is a configuration error (78), as in caravand; the message says what changes it."""
     port = endpoint.url.rsplit(":", 1)[1]
     began = time.monotonic()
-    fails(run_cli("caravanctl", "local-endpoint", "--port", port, timeout=30), 2, f"cannot listen on 127.0.0.1:{port}")
+    fails(
+        run_cli("caravanctl", "local-endpoint", "--port", port, timeout=30),
+        78,
+        f"cannot listen on 127.0.0.1:{port}: address already in use",
+        "give --port another port",
+    )
     assert time.monotonic() - began < 20
+    ini = tmp_path / "caravan.ini"
+    ini.write_text(f"[caravand]\nendpoint_url = embedded\nembedded_port = {port}\n")
+    fails(
+        run_cli("caravanctl", "-c", str(ini), "local-endpoint", timeout=30),
+        78,
+        "address already in use",
+        f"set embedded_port in [caravand] of {ini} to another port, or give --port",
+    )
     # The running server was not disturbed.
     assert ok(run_cli("caravanctl", "domain", "list")) == "no domains\n"
 
@@ -304,3 +327,113 @@ def test_local_endpoint_env():
         "export AWS_ACCESS_KEY_ID",
         "export AWS_SECRET_ACCESS_KEY",
     }
+
+
+# -- issue 8: bounded calls, messages that say what the user asked for, the emulator's gaps
+
+
+def test_an_endpoint_that_never_answers_fails_in_about_15_s(tmp_path):
+    """It accepts connections and never answers: caravanctl waited 60 s (3 x 20 s reads), caravan-decider's
+    registration as long. Each is now bounded by the documented total, retries included, and says so in one
+    line; describe names what was asked, not the list call that finds the run. Run side by side."""
+    with SilentEndpoint() as silent:
+        env = dict(os.environ, AWS_ENDPOINT_URL_SWF=silent.url, PYTHONUNBUFFERED="1")
+        commands = {
+            "list": ["caravanctl", "-d", DEMO, "list"],
+            "describe": ["caravanctl", "-d", DEMO, "describe", "-i", "w1"],
+            "decider": ["caravan-decider", "-d", DEMO, "-t", "t", "-m", "caravand.examples.demo"],
+        }
+        began = time.monotonic()
+        running = {
+            name: subprocess.Popen(
+                [os.path.join(os.path.dirname(sys.executable), argv[0]), *argv[1:]],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                env=env,
+            )  # fmt: skip
+            for name, argv in commands.items()
+        }
+        try:
+            results = {}
+            for name, process in running.items():
+                out, err = process.communicate(timeout=40)
+                results[name] = (process.returncode, out, err, time.monotonic() - began)
+        finally:
+            for process in running.values():
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        assert silent.accepted >= 3
+    for name, (code, _out, err, elapsed) in results.items():
+        assert 10 < elapsed < 20, (name, elapsed, err)
+        assert code == 1 and "Traceback" not in err, (name, code, err)
+        assert "ReadTimeoutError" in err.splitlines()[-1] and "gave up after" in err.splitlines()[-1], (name, err)
+    assert results["list"][2].count("\n") == 1
+    assert results["list"][2].startswith("caravanctl: error: ListOpenWorkflowExecutions failed: ReadTimeoutError")
+    describe_err = results["describe"][2]
+    assert describe_err.count("\n") == 1
+    assert describe_err.startswith("caravanctl: error: describe -i w1 failed: ReadTimeoutError: ")
+    assert "while looking for its run with ListOpenWorkflowExecutions" in describe_err
+    assert (
+        results["decider"][2]
+        .splitlines()[-1]
+        .startswith("caravan-decider: error: RegisterWorkflowType failed: ReadTimeoutError")
+    )
+
+
+def test_the_emulator_says_what_it_lacks_instead_of_html(demo):
+    run_cli("caravanctl", "-d", DEMO, "start", "-n", "Demo", "-v", "0.1", "-i", "1")
+    err = fails(run_cli("caravanctl", "-d", DEMO, "cancel", "-i", "1"), 1, "RequestCancelWorkflowExecution failed")
+    assert "the local SWF endpoint (moto's emulator) does not implement RequestCancelWorkflowExecution" in err
+    err = fails(run_cli("caravanctl", "--region", "bogus-1", "domain", "list"), 1, "ListDomains failed")
+    assert "the local SWF endpoint knows no region 'bogus-1'" in err
+    assert "<" not in err and "Internal Server Error" not in err
+
+
+def test_history_of_an_unknown_id_names_what_was_asked(demo):
+    err = fails(run_cli("caravanctl", "-d", DEMO, "history", "-i", "nope"), 1, "history -i nope failed")
+    assert "DescribeWorkflowExecution" not in err and "no execution has workflow id 'nope'" in err
+
+
+def test_list_json_and_describe_give_the_close_time_of_a_terminated_execution(demo):
+    """The emulator gave a terminated execution no close time (SWF does); the embedded endpoint mends it."""
+    run_id = ok(run_cli("caravanctl", "-d", DEMO, "start", "-n", "Demo", "-v", "0.1", "-i", "t1")).strip()
+    ok(run_cli("caravanctl", "-d", DEMO, "terminate", "-i", "t1", "--reason", "enough"))
+    (info,) = json.loads(ok(run_cli("caravanctl", "-d", DEMO, "list", "--closed", "--json")))
+    assert info["execution"]["runId"] == run_id and info["closeStatus"] == "TERMINATED"
+    closed = datetime.datetime.fromisoformat(info["closeTimestamp"])
+    assert datetime.datetime.fromisoformat(info["startTimestamp"]) <= closed
+    assert abs(datetime.datetime.now(datetime.timezone.utc) - closed) < datetime.timedelta(minutes=5)
+    described = ok(run_cli("caravanctl", "-d", DEMO, "describe", "-i", "t1"))
+    assert "Closed:" in described and "Reason:            enough" in described
+
+
+def test_partial_credentials_are_one_line_and_78(endpoint):
+    env = env_without("AWS_SECRET_ACCESS_KEY")
+    fails(run_cli("caravanctl", "domain", "list", env=env), 78, "incomplete AWS credentials", "AWS_SECRET_ACCESS_KEY")
+
+
+def test_oldest_takes_a_negative_age(demo):
+    run_cli("caravanctl", "-d", DEMO, "start", "-n", "Demo", "-v", "0.1", "-i", "1")
+    header, *rows = ok(run_cli("caravan-list", "-d", DEMO, "--oldest", "-1d")).splitlines()
+    assert [row.split()[0] for row in rows] == ["1"]
+
+
+def test_help_names_the_exit_codes():
+    out = ok(run_cli("caravanctl", "--help"))
+    assert "exit codes:" in out and "78  configuration" in out
+
+
+def test_start_wait_type_waits_for_the_decider_to_register_it(endpoint, client, spawn):
+    """`start --wait-type` started beside the decider that registers the type (the README's Greeting block)."""
+    client.register_domain(name=DEMO, workflowExecutionRetentionPeriodInDays="1")
+    argv = ["caravanctl", "--verbose", "-d", DEMO, "start", "-n", "Demo", "-v", "0.1", "-i", "w", "--wait-type", "30"]
+    starter = spawn(*argv)
+    starter.wait_output("calling DescribeWorkflowType")  # it asked, and the type is not there yet
+    assert starter.process.poll() is None
+    spawn("caravan-decider", "-d", DEMO, "-t", "default", "-m", "caravand.examples.demo")
+    assert starter.wait(timeout=30) == 0, starter.output()
+    (info,) = client.list_open_workflow_executions(domain=DEMO, startTimeFilter={"oldestDate": 0})["executionInfos"]
+    assert starter.output().splitlines()[-1] == info["execution"]["runId"]
