@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import datetime
 import functools
-import ipaddress
 import logging
 import re
 import sys
@@ -28,7 +27,7 @@ import urllib.parse
 from collections.abc import Callable
 
 from caravand import __version__, embedded, output, swf
-from caravand.config import DEFAULT_EMBEDDED_PORT, load_master, pool_domains
+from caravand.config import DEFAULT_EMBEDDED_PORT, is_loopback, load_master, pool_domains
 from caravand.swf import CaravanError, UsageError
 from caravand.timespec import (
     DURATION_HELP,
@@ -68,17 +67,6 @@ exit codes:
   78  configuration: the ini, credentials, region or profile, or a port or directory
       that a setting or a flag names and that cannot be had (a port in use)
 every error is one line on stderr; every call to SWF ends within about 15 s, retries included"""
-
-
-def is_loopback(url: str | None) -> bool:
-    """Whether ``url`` names this machine (127.0.0.0/8, ::1 or localhost)."""
-    host = urllib.parse.urlsplit(url or "").hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Parser(argparse.ArgumentParser):

@@ -18,7 +18,7 @@ import botocore.session
 import pytest
 from botocore.stub import Stubber
 
-from caravand import ctl, swf
+from caravand import config, ctl, swf
 from caravand.timespec import format_time
 
 DOMAIN = "CaravanDemo"
@@ -752,7 +752,7 @@ def test_list_on_the_embedded_endpoint_filters_on_the_client(cli, monkeypatch, t
     ],
 )
 def test_is_loopback(url, loopback):
-    assert ctl.is_loopback(url) is loopback
+    assert config.is_loopback(url) is loopback
 
 
 # -- describe, history, pending, types
