@@ -59,3 +59,24 @@ def test_good_bad_bad_good_reloads_keep_the_serving_children(caravand, endpoint,
     booted(master, "demo#2")
     assert serving <= set(pool_children(master.pid)["demo"])  # resized in place
     assert "Traceback" not in master.output()
+
+
+def test_a_silent_endpoint_never_blocks_the_master(caravand, endpoint, tmp_path):
+    """Seen: register_domains against an endpoint that never answers blocked the master 60 s, deaf to SIGTERM
+    and HUP, then every child that had beaten was killed as silent. Registration is the registrar's now."""
+    import time
+
+    from endpoints import SilentEndpoint
+
+    with SilentEndpoint() as silent:
+        ini = write_ini(tmp_path / "caravan.ini", endpoint, demo_pool("demo", "Silent"), endpoint_url=silent.url)
+        master = caravand(ini)
+        master.wait_output("starting: master")
+        wait_for(lambda: silent.accepted >= 1, 10, message="the registrar to reach the silent endpoint")
+        sent = time.monotonic()
+        master.send(signal.SIGHUP)
+        master.wait_output("reloaded:", timeout=10)
+        master.send(signal.SIGTERM)
+        assert master.wait(timeout=15) == 0
+        assert time.monotonic() - sent < 10  # a loop that waited on the network would take a minute
+        assert "hung:" not in master.output() and "Traceback" not in master.output()
