@@ -995,10 +995,10 @@ def test_the_embedded_endpoint_dies_with_a_sigkilled_master(caravand, tmp_path):
     )
     master = caravand(ini)
     booted(master, "demo#1")
-    endpoints = [pid for pid, title in children_of(master.pid).items() if "caravand.embedded" in title]
+    endpoints = [pid for pid, title in children_of(master.pid).items() if title.startswith("caravand: endpoint ")]
     assert len(endpoints) == 1
     master.send(signal.SIGKILL)
-    wait_gone(endpoints, 5, "the embedded endpoint to follow its master")
+    wait_gone(endpoints, 10, "the embedded endpoint to follow its master")
     again = caravand(ini)  # the port is free: a new start works at once
     booted(again, "demo#1")
 
