@@ -26,6 +26,7 @@ import time
 
 from caravand import swf
 from caravand.poller import Backoff
+from caravand.sigmask import start_quiet
 from caravand.workflow import truncate, type_registration
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ class ActivityTask:
             self._on_demand = self._on_demand and not start
             stop = self.cancel_requested or self.lost
         if start:
-            heartbeater.start()
+            start_quiet(heartbeater)
         elif heartbeater is not None:
             heartbeater.wake()
         return stop
@@ -155,7 +156,7 @@ class ActivityTask:
             self._heartbeater = heartbeater
             self._on_demand = not timeout
         if timeout:
-            heartbeater.start()
+            start_quiet(heartbeater)
 
     def stop_heartbeats(self, bound: float = HEARTBEAT_JOIN) -> None:
         """No more heartbeats: wait up to ``bound`` s for a call in flight, then go on (before answering)."""

@@ -48,6 +48,7 @@ from caravand.config import ALARM_MARGIN
 from caravand.loader import add_to_sys_path
 from caravand.pdeath import parent_is, set_parent_death_signal
 from caravand.poller import Hooks, Poller, PollerGaveUp
+from caravand.sigmask import ASYNC_SIGNALS, start_quiet
 from caravand.swf import CaravanError
 
 log = logging.getLogger(__name__)
@@ -63,20 +64,7 @@ ORPHAN_SIGNAL = signal.SIGUSR2
 #: A FAILED line stays far below PIPE_BUF, so that it is written whole.
 MAX_FAILURE = 400
 #: The master blocks these around fork; the child unblocks them once its handlers are in.
-HANDLED_SIGNALS = frozenset(
-    {
-        signal.SIGTERM,
-        signal.SIGQUIT,
-        signal.SIGINT,
-        signal.SIGHUP,
-        signal.SIGTTIN,
-        signal.SIGTTOU,
-        signal.SIGUSR1,
-        ORPHAN_SIGNAL,
-        signal.SIGALRM,
-        signal.SIGCHLD,
-    }
-)
+HANDLED_SIGNALS = ASYNC_SIGNALS  # ORPHAN_SIGNAL (SIGUSR2) among them
 
 
 class FastExit(BaseException):
@@ -215,7 +203,7 @@ class ChildProcess:
         self.install_signals()
         self.enable_stack_dumps()
         setproctitle.setproctitle(f"{self.title} booting")
-        threading.Thread(target=self.reporter.beat_forever, name="beat", daemon=True).start()
+        start_quiet(threading.Thread(target=self.reporter.beat_forever, name="beat", daemon=True))
         try:
             self.poller = self.pool.make_poller(
                 self.endpoint, identity=f"{os.uname().nodename}:{os.getpid()}", hooks=self.reporter
@@ -315,7 +303,7 @@ class ChildProcess:
             reopen_log_files()
             log.info("reopened log files (USR1): %s#%d", self.pool.name, self.index)
 
-        threading.Thread(target=reopen, name="reopen-logs", daemon=True).start()
+        start_quiet(threading.Thread(target=reopen, name="reopen-logs", daemon=True))
 
     def on_deadline(self, signum, frame) -> None:
         """The stop's deadline passed with a task still in hand: fail it so SWF retries it now."""
@@ -337,7 +325,7 @@ class ChildProcess:
             os._exit(EXIT_OK)
 
         # Not in the handler: the main thread may hold a lock the call needs.
-        threading.Thread(target=fail_and_exit, name="deadline", daemon=True).start()
+        start_quiet(threading.Thread(target=fail_and_exit, name="deadline", daemon=True))
 
 
 def reopen_output(path: str) -> None:

@@ -31,6 +31,7 @@ import urllib.error
 import urllib.request
 
 from caravand.pdeath import parent_is, set_parent_death_signal
+from caravand.sigmask import start_quiet
 from caravand.swf import ConfigError, UsageError
 
 HOST = "127.0.0.1"
@@ -190,7 +191,7 @@ def serve(port: int = 0, *, verbose: bool = False, announce=None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     thread = threading.Thread(target=server.serve_forever, name="embedded-swf", daemon=True)
-    thread.start()
+    start_quiet(thread)  # TERM must reach the main thread, which waits in stop.wait() and stops the server
     (announce or (lambda u: None))(url)
     stop.wait()
     server.shutdown()

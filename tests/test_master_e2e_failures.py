@@ -6,6 +6,7 @@ endpoint) and waits on its log with a deadline.
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
@@ -80,3 +81,19 @@ def test_a_silent_endpoint_never_blocks_the_master(caravand, endpoint, tmp_path)
         assert master.wait(timeout=15) == 0
         assert time.monotonic() - sent < 10  # a loop that waited on the network would take a minute
         assert "hung:" not in master.output() and "Traceback" not in master.output()
+
+
+def test_a_childs_helper_threads_leave_the_masters_signals_to_its_main_thread(caravand, endpoint, tmp_path):
+    """QUIT must cut a held poll and ALRM fail a task in hand: a signal taken by the beat thread would wait."""
+    from test_sigmask import blocked_in
+
+    ini = write_ini(tmp_path / "caravan.ini", endpoint, demo_pool("demo", "Masks"))
+    master = caravand(ini)
+    booted(master, "demo#1")
+    (child,) = pool_children(master.pid)["demo"]
+
+    helpers = [int(tid) for tid in os.listdir(f"/proc/{child}/task") if int(tid) != child]
+    assert helpers  # the beat thread at least
+    for tid in helpers:
+        assert {signal.SIGQUIT, signal.SIGALRM, signal.SIGTERM, signal.SIGUSR2} <= blocked_in(child, tid)
+    assert signal.SIGQUIT not in blocked_in(child, child)
