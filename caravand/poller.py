@@ -171,7 +171,9 @@ class Poller:
         self.refusal: swf.CaravanError | None = None
         self._answer_idle.set()
         self._sleep = sleep or self._wake.wait
-        self.client = None
+        self._client = None
+        self._session = None
+        self._client_lock = threading.Lock()
         self.poll_client = None
         #: True only inside the long poll itself, where nothing is in hand yet:
         #: the one place a fast stop may abandon (see caravand.child).
@@ -184,12 +186,28 @@ class Poller:
 
     def start(self, session=None) -> None:
         """Build the clients (after fork; from ``session`` if given) and register the types if asked."""
-        session = session or swf.make_session(self.endpoint)
-        self.client = swf.make_client(self.endpoint, session=session)
-        self.clients = swf.Clients(self.endpoint, session)
-        self.poll_client = swf.make_client(self.endpoint, poll=True, session=session)
+        self._session = session or swf.make_session(self.endpoint)
+        self.clients = swf.Clients(self.endpoint, self._session)
+        self.poll_client = swf.make_client(self.endpoint, poll=True, session=self._session)
         if self.register:
             self.register_types()
+
+    @property
+    def client(self):
+        """The client of ordinary calls (history pages, registration), built on first use.
+
+        Not at boot: a child's first need is its poll, and one client less
+        is a quarter of a restart (a few ms of the ~20).
+        """
+        if self._client is None and self._session is not None:
+            with self._client_lock:  # the heartbeat thread may want it too
+                if self._client is None:
+                    self._client = swf.make_client(self.endpoint, session=self._session)
+        return self._client
+
+    @client.setter
+    def client(self, value) -> None:
+        self._client = value
 
     def register_types(self) -> None:
         raise NotImplementedError
