@@ -324,15 +324,6 @@ def one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def error_code(exc: Exception) -> str | None:
-    """SWF's error code of a ClientError (or an SWFError), else None."""
-    if isinstance(exc, SWFError):
-        return exc.code
-    if isinstance(exc, botocore.exceptions.ClientError):
-        return exc.response.get("Error", {}).get("Code")
-    return None
-
-
 def is_retryable(exc: Exception) -> bool:
     """True for an error that the same call may not meet again: throttling, a 5xx, the network.
 

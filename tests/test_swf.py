@@ -201,9 +201,6 @@ def test_translate_client_error():
         "Unknown domain: Nope",
     )
     assert str(error) == "DescribeDomain failed: UnknownResourceFault: Unknown domain: Nope"
-    assert swf.error_code(exc) == "UnknownResourceFault"
-    assert swf.error_code(error) == "UnknownResourceFault"
-    assert swf.error_code(ValueError()) is None
 
 
 def test_translate_client_error_html_page_becomes_one_short_line():
