@@ -1,12 +1,17 @@
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 here = Path(__file__).parent
+# The one place of the version is caravand/__init__.py: read, never imported
+# (importing it would need boto3 and the rest before they are installed).
+init = (here / "caravand" / "__init__.py").read_text(encoding="utf-8")
+version = re.search(r'^__version__ = "([^"]+)"$', init, re.M).group(1)
 
 setup(
     name="caravand",
-    version="0.1.0",
+    version=version,
     description="A supervisor daemon for AWS Simple Workflow (SWF) deciders and activity workers",
     long_description=(here / "README.rst").read_text(encoding="utf-8"),
     long_description_content_type="text/x-rst",

@@ -7,6 +7,7 @@ and ``Activity`` (work, reading an ``ActivityTask``).
 from caravand.activity import Activity, ActivityCanceled, ActivityTask
 from caravand.workflow import DecisionDone, DecisionTask, TaskState, Workflow, WorkflowFailure
 
+#: The one place of the version: setup.py reads this line (without importing the package).
 __version__ = "0.1.0"
 
 __all__ = [
