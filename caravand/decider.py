@@ -27,6 +27,7 @@ from caravand.workflow import DecisionDone, DecisionTask, Workflow, WorkflowFail
 
 log = logging.getLogger(__name__)
 
+#: What an error in run() or a task of a type not served does: leave the task to time out, or fail the execution.
 ON_ERROR = ("retry", "fail")
 #: A page of history that fails this many times abandons the task to its timeout.
 PAGE_ATTEMPTS = 5
@@ -47,6 +48,16 @@ MAX_DECISION_RETRIES = 5
 _ABANDONED = "caravand:abandoned"
 
 
+def check_on_error(on_error: str) -> str:
+    """``on_error`` as it is if it is one of ON_ERROR, else ConfigError naming the value and the choices.
+
+    The one check of the setting: the pool factory (at load) and the Decider both call it.
+    """
+    if on_error not in ON_ERROR:
+        raise ConfigError(f"on_error = {on_error!r}: expected one of {', '.join(ON_ERROR)}")
+    return on_error
+
+
 class Decider(Poller):
     """Polls one decision task list and runs the matching Workflow class."""
 
@@ -64,11 +75,9 @@ class Decider(Poller):
         **kwargs,
     ):
         super().__init__(endpoint, domain, task_list, **kwargs)
-        if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+        self.on_error = check_on_error(on_error)
         if max_decision_retries < 0:
             raise ValueError(f"max_decision_retries must be 0 or more, not {max_decision_retries!r}")
-        self.on_error = on_error
         self.max_decision_retries = max_decision_retries
         self.workflows: dict[tuple[str, str], type[Workflow]] = (
             dict(workflows) if isinstance(workflows, dict) else {(w.name, w.version): w for w in workflows}

@@ -13,7 +13,7 @@ import pytest
 from stubs import NOWHERE, FakeTime, PollRecordingHooks, StubbedPoller, event, offline_client
 
 from caravand import DecisionDone, Workflow, swf
-from caravand.decider import PAGE_ATTEMPT_BUDGET, PAGE_ATTEMPTS, PAGE_BACKOFF_CAP, Decider
+from caravand.decider import PAGE_ATTEMPT_BUDGET, PAGE_ATTEMPTS, PAGE_BACKOFF_CAP, Decider, check_on_error
 from caravand.poller import FAST_EMPTY_POLL
 
 # -- histories
@@ -968,8 +968,12 @@ def test_stop_during_an_empty_poll_returns_without_pausing():
 
 
 def test_on_error_must_be_known():
-    with pytest.raises(ValueError, match="on_error must be one of"):
+    """One check for the Decider and the pool factory: a ConfigError (exit 78) that names the choices."""
+    with pytest.raises(swf.ConfigError) as info:
         Decider(swf.Endpoint(region="us-east-1"), "D", "tl", [Flow], on_error="ignore")
+    assert str(info.value) == "on_error = 'ignore': expected one of retry, fail"
+    assert info.value.exit_code == 78
+    assert check_on_error("fail") == "fail"
 
 
 def test_workflows_by_dict_and_summary():
