@@ -1,20 +1,12 @@
 """What runs in a forked child: one poller, its state told to the master.
 
-The child speaks one line at a time over its pipe to the master (each line
-is shorter than PIPE_BUF, so writes from its two threads never interleave):
-
-- ``BOOTED`` once its poller is built (its types are registered by the
-  master's registrar, not by each child);
-- ``POLLING <deadline>`` / ``PAGING <deadline>`` / ``WORKING <deadline>`` /
-  ``IDLE``: what it does, with the monotonic time by which it will be done
-  (``-`` for none; the monotonic clock is one for all processes of the
-  machine). PAGING: reading the further pages of a decision task's history,
-  each with a fresh deadline (a task that came late in a held poll is not
-  bound by the poll's);
-- ``DONE <outcome>`` after each task (the master counts them for max_tasks);
-- ``FAILED <reason>`` just before it exits as a failed start: it could not
-  boot, or its polls keep failing with an error no retry can fix;
-- ``BEAT`` every few seconds from a thread, whatever the main thread does.
+The child tells the master what it does, one line at a time over its pipe,
+in the words of caravand.protocol (the ``Reporter`` here sends them): BOOTED
+once its poller is built (its types are registered by the master's
+registrar, not by each child), then POLLING, PAGING, WORKING and IDLE with
+their deadlines, DONE after each task, BEAT from a thread, and FAILED just
+before it exits as a failed start: it could not boot, or its polls keep
+failing with an error no retry can fix.
 
 Signals: TERM stops after the poll in flight and the task in hand; ALRM,
 which the master sends ALARM_MARGIN before its SIGKILL when a stop's
@@ -42,13 +34,14 @@ import time
 
 import setproctitle
 
-from caravand import registration, swf
+from caravand import protocol, registration, swf
 from caravand.activity_worker import FAIL_IN_HAND_BUDGET
 from caravand.config import ALARM_MARGIN
 from caravand.loader import add_to_sys_path
 from caravand.pdeath import parent_is, set_parent_death_signal
 from caravand.poller import Hooks, Poller, PollerGaveUp
 from caravand.sigmask import ASYNC_SIGNALS, start_quiet
+from caravand.states import ChildState
 from caravand.swf import CaravanError
 
 log = logging.getLogger(__name__)
@@ -61,8 +54,6 @@ EXIT_ORPHANED = 4
 
 BEAT_INTERVAL = 5.0
 ORPHAN_SIGNAL = signal.SIGUSR2
-#: A FAILED line stays far below PIPE_BUF, so that it is written whole.
-MAX_FAILURE = 400
 #: The master blocks these around fork; the child unblocks them once its handlers are in.
 HANDLED_SIGNALS = ASYNC_SIGNALS  # ORPHAN_SIGNAL (SIGUSR2) among them
 
@@ -82,57 +73,69 @@ def die_with_parent(parent_pid: int) -> bool:
     return armed
 
 
-def format_deadline(deadline: float | None) -> str:
-    return "-" if deadline is None else f"{deadline:.3f}"
-
-
 class Reporter(Hooks):
-    """Poller hooks that tell the master, over the pipe, what this child is doing."""
+    """Poller hooks that tell the master, over the pipe, what this child is doing (caravand.protocol).
+
+    The process title says it too, for ``ps``: ``booted`` until the first
+    poll, then what the child does.
+    """
 
     def __init__(self, fd: int, title: str, parent_pid: int):
         self.fd = fd
         self.title = title
         self.parent_pid = parent_pid
-        self.state = "booting"
+        self.state = ChildState.BOOTING
         self.task_in_hand = False
 
-    def send(self, line: str) -> None:
+    def send(self, line: bytes) -> None:
         try:
-            os.write(self.fd, line.encode() + b"\n")
+            os.write(self.fd, line)
         except OSError:  # the master is gone: the pdeath signal or the beat check ends us
             pass
 
-    def set_state(self, state: str, deadline: float | None = None) -> None:
+    def show(self, what: str) -> None:
+        setproctitle.setproctitle(f"{self.title} {what}")
+
+    def booted(self) -> None:
+        self.state = ChildState.IDLE
+        self.show("booted")
+        self.send(protocol.booted())
+
+    def busy(self, state: ChildState, deadline: float | None) -> None:
         self.state = state
-        setproctitle.setproctitle(f"{self.title} {state}")
-        word = state.upper()
-        self.send(word if state in ("idle", "booted") else f"{word} {format_deadline(deadline)}")
+        self.show(state.value)
+        self.send(protocol.busy(state, deadline))
+
+    def idle(self) -> None:
+        self.state = ChildState.IDLE
+        self.show(ChildState.IDLE.value)
+        self.send(protocol.idle())
 
     def poll_started(self, poller, deadline):
-        self.set_state("polling", deadline)
+        self.busy(ChildState.POLLING, deadline)
 
     def paging_started(self, poller, deadline):
-        self.set_state("paging", deadline)
+        self.busy(ChildState.PAGING, deadline)
 
     def failed(self, reason: str) -> None:
         """Tell the master why this child gives up, before it exits as a failed start."""
-        self.send(f"FAILED {swf.one_line(reason, MAX_FAILURE)}")
+        self.send(protocol.failed(swf.one_line(reason, protocol.MAX_REASON)))
 
     def poll_ended(self, poller, got_task, seconds):
         # A task received is a task in hand from this instant: a fast stop
         # must not abandon it any more.
         self.task_in_hand = got_task
         if not got_task:
-            self.set_state("idle")
+            self.idle()
 
     def task_started(self, poller, task, deadline):
         self.task_in_hand = True
-        self.set_state("working", deadline)
+        self.busy(ChildState.WORKING, deadline)
 
     def task_ended(self, poller, task, outcome, seconds):
         self.task_in_hand = False
-        self.send(f"DONE {outcome}")
-        self.set_state("idle")
+        self.send(protocol.done(outcome))
+        self.idle()
 
     def beat_forever(self, interval: float = BEAT_INTERVAL) -> None:
         """Run in a daemon thread: BEAT every ``interval`` s.
@@ -145,7 +148,7 @@ class Reporter(Hooks):
             if not parent_is(self.parent_pid):
                 os.kill(os.getpid(), ORPHAN_SIGNAL)
                 return
-            self.send("BEAT")
+            self.send(protocol.beat())
 
 
 class ChildProcess:
@@ -202,7 +205,7 @@ class ChildProcess:
         die_with_parent(self.parent_pid)
         self.install_signals()
         self.enable_stack_dumps()
-        setproctitle.setproctitle(f"{self.title} booting")
+        self.reporter.show(ChildState.BOOTING.value)
         start_quiet(threading.Thread(target=self.reporter.beat_forever, name="beat", daemon=True))
         try:
             self.poller = self.pool.make_poller(
@@ -220,7 +223,7 @@ class ChildProcess:
             log.exception("failed to boot: %s#%d", self.pool.name, self.index)
             self.reporter.failed(f"{type(exc).__name__}: {exc}")
             return EXIT_BOOT_FAILED
-        self.reporter.set_state("booted")
+        self.reporter.booted()
         if self.stop_requested:
             return EXIT_OK
         try:

@@ -7,10 +7,11 @@ the loop reads its children's pipes, handles the queued signals in
 every pool to its wanted number of children. Nothing in the loop blocks:
 a stop or a reload is a state with a deadline that each pass checks.
 
-A child's life, in the methods that shape it: ``spawn`` -> ``read_child``
-(BOOTED, POLLING, WORKING, IDLE, DONE, BEAT) -> ``watch_children`` (overdue:
-SIGABRT, then SIGKILL) or ``retire`` (SIGTERM, an expected exit) ->
-``reap`` -> ``child_exited`` (a crash moves the pool's restart state).
+A child's life, in the methods that shape it: ``spawn`` -> ``child_said``
+(its lines, caravand.protocol, tell what it does: a ChildState) ->
+``watch_children`` (overdue: SIGABRT, then SIGKILL) or ``retire`` (SIGTERM,
+an expected exit) -> ``reap`` -> ``child_exited`` (a crash moves the pool's
+restart state).
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ import time
 import setproctitle
 
 from caravand import child as child_module
-from caravand import swf
+from caravand import protocol, swf
 from caravand.child import ChildProcess, RegistrarProcess, reopen_log_files, reopen_output
 from caravand.config import ALARM_MARGIN, Config, load, setup_logging
 from caravand.poller import Backoff
 from caravand.sdnotify import Notifier
-from caravand.states import PoolHealth, PoolState
+from caravand.states import ChildState, PoolHealth, PoolState
 
 log = logging.getLogger("caravand.master")
 
@@ -94,7 +95,7 @@ class Child:
     fd: int
     started_at: float
     last_seen: float
-    state: str = "booting"
+    state: ChildState = ChildState.BOOTING
     deadline: float | None = None
     booted_at: float | None = None
     tasks: int = 0
@@ -122,7 +123,7 @@ class Child:
         times = [self.last_seen + spec.beat_timeout]
         if self.alarm_at is not None and not self.alarmed:
             times.append(self.alarm_at)
-        if self.state == "booting":
+        if self.state is ChildState.BOOTING:
             times.append(self.started_at + spec.boot_timeout)
         if self.deadline is not None:
             times.append(self.deadline + spec.heartbeat_grace)
@@ -133,12 +134,12 @@ class Child:
     def overdue(self, now: float) -> str | None:
         """Why this child must be killed now, or None: it is late, not merely busy."""
         spec = self.pool.spec
-        if self.state == "booting" and now - self.started_at > spec.boot_timeout:
+        if self.state is ChildState.BOOTING and now - self.started_at > spec.boot_timeout:
             return f"did not boot within {spec.boot_timeout:g} s"
         if self.deadline is not None and now > self.deadline + spec.heartbeat_grace:
-            return f"{self.state} {now - self.deadline:.1f} s past its deadline"
+            return f"{self.state.value} {now - self.deadline:.1f} s past its deadline"
         if now - self.last_seen > spec.beat_timeout:
-            return f"silent for {now - self.last_seen:.1f} s ({self.state})"
+            return f"silent for {now - self.last_seen:.1f} s ({self.state.value})"
         return None
 
 
@@ -501,32 +502,30 @@ class Master:
         now = self.now()
         child.last_seen = now
         for line in lines:
-            self.child_said(child, line.decode(errors="replace").split(), now)
+            self.child_said(child, line, now)
 
-    def child_said(self, child: Child, words: list[str], now: float) -> None:
-        if not words:
+    def child_said(self, child: Child, line: bytes, now: float) -> None:
+        """Take one line of ``child`` (caravand.protocol): what it does from now on, or what it did."""
+        message = protocol.decode(line)
+        if message is None:
             return
-        word = words[0]
-        if word == "BOOTED":
-            child.state, child.deadline, child.booted_at = "idle", None, now
+        if message.garbled:  # never from our reporter; a bad line must not stop the master
+            text = " ".join(line.decode(errors="replace").split())
+            log.warning("garbled: %s (pid %d) said %r", child.label, child.pid, text)
+        word = message.word
+        if word == protocol.BOOTED:  # BOOTING -> IDLE
+            child.state, child.deadline, child.booted_at = ChildState.IDLE, None, now
             log.info("booted: %s (pid %d) in %.2f s", child.label, child.pid, now - child.started_at)
-        elif word in ("POLLING", "PAGING", "WORKING"):
-            child.state = word.lower()
-            try:
-                child.deadline = None if len(words) < 2 or words[1] == "-" else float(words[1])
-            except ValueError:  # never from our reporter; a bad line must not stop the master
-                log.warning("garbled: %s (pid %d) said %r", child.label, child.pid, " ".join(words))
-                child.deadline = None
-        elif word == "IDLE":
-            child.state, child.deadline = "idle", None
-        elif word == "FAILED":  # it gives up, and exits as a failed start
-            child.failure = " ".join(words[1:]) or "no reason given"
-        elif word == "DONE":
+        elif word == protocol.IDLE or word in protocol.BUSY:  # a garbled deadline reads as none
+            child.state, child.deadline = message.state, message.deadline
+        elif word == protocol.FAILED:  # it gives up, and exits as a failed start
+            child.failure = message.text or "no reason given"
+        elif word == protocol.DONE:
             child.tasks += 1
             if child.max_tasks and child.tasks >= child.max_tasks and not child.recycling:
                 child.recycling = True
                 log.info("recycling: %s (pid %d) after %d tasks", child.label, child.pid, child.tasks)
-        # BEAT: last_seen is all it updates
+        # BEAT, and a line it cannot read: last_seen (read_child) is all it updates
 
     def unregister(self, child: Child) -> None:
         if child.fd >= 0:

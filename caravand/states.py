@@ -1,6 +1,7 @@
-"""The restart state machine of a pool: STARTING -> RUNNING -> BACKOFF -> FATAL.
+"""The named states: what a child does (ChildState), and the restart state machine of a pool.
 
-Pure logic with an injected clock and random source, so that every edge is
+A pool: STARTING -> RUNNING -> BACKOFF -> FATAL (``PoolHealth``). Pure
+logic with an injected clock and random source, so that every edge is
 tested with a fake clock. The master asks it two questions, "may I spawn a
 child of this pool now?" and "when should I ask again?", and tells it three
 things: a child booted, a child exited, time passed.
@@ -18,6 +19,21 @@ import collections
 import dataclasses
 import enum
 import random
+
+
+class ChildState(enum.Enum):
+    """What a child does, as the master knows it from the child's lines (caravand.protocol).
+
+    The child moves itself: BOOTING -> IDLE once it booted, then among IDLE,
+    POLLING, PAGING and WORKING as its poll loop goes. The master only
+    records each move, and judges the child late by what it does.
+    """
+
+    BOOTING = "booting"  # forked, its poller not built yet: bound by boot_timeout
+    IDLE = "idle"  # booted, between polls and tasks: bound by beat_timeout only
+    POLLING = "polling"  # in a long poll: bound by its deadline
+    PAGING = "paging"  # reading a decision task's further pages: bound by each page's deadline
+    WORKING = "working"  # a task in hand: bound by its deadline, if the task has one
 
 
 class PoolState(enum.Enum):

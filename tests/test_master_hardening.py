@@ -27,9 +27,9 @@ from test_master_unit import (  # noqa: F401 - fixtures
 )
 
 from caravand import child as child_module
-from caravand import config, swf
+from caravand import config, protocol, swf
 from caravand.master import REGISTRATION_TIMEOUT, Master
-from caravand.states import PoolState
+from caravand.states import ChildState, PoolState
 
 
 @pytest.fixture
@@ -208,8 +208,8 @@ def test_a_child_that_gives_up_tells_the_log_and_status_why(tmp_path, system, sp
         for _ in range(4):  # max_restarts = 3
             master.manage_pools(clock())
             child = next(c for c in master.children.values())
-            master.child_said(child, ["BOOTED"], clock())
-            master.child_said(child, ["FAILED", *reason.split()], clock())
+            master.child_said(child, protocol.booted(), clock())
+            master.child_said(child, protocol.failed(reason), clock())
             clock.advance(6)  # past min_uptime: yet giving up is a failed start (EXIT_BOOT_FAILED)
             system.exits.append((child.pid, exited(child_module.EXIT_BOOT_FAILED)))
             master.reap()
@@ -226,11 +226,11 @@ def test_a_child_that_gives_up_tells_the_log_and_status_why(tmp_path, system, sp
 def test_paging_is_a_state_with_its_own_deadline(master, spawned, clock):
     master.manage_pools(clock())
     child = spawned[0]
-    master.child_said(child, ["BOOTED"], clock())
-    master.child_said(child, ["POLLING", str(clock() + 70)], clock())
+    master.child_said(child, protocol.booted(), clock())
+    master.child_said(child, protocol.busy(ChildState.POLLING, clock() + 70), clock())
     clock.advance(69)
-    master.child_said(child, ["PAGING", str(clock() + 30)], clock())
-    assert child.state == "paging" and child.deadline == clock() + 30
+    master.child_said(child, protocol.busy(ChildState.PAGING, clock() + 30), clock())
+    assert child.state is ChildState.PAGING and child.deadline == clock() + 30
     clock.advance(25)  # past the poll's deadline and its grace: fine, it pages (and beats)
     child.last_seen = clock()
     assert child.overdue(clock()) is None

@@ -17,10 +17,10 @@ import signal
 
 import pytest
 
-from caravand import config
+from caravand import config, protocol
 from caravand.master import Child, Master, Pool, System, describe_status
 from caravand.sdnotify import Notifier
-from caravand.states import PoolState
+from caravand.states import ChildState, PoolState
 
 POOL = """
 [pool:{name}]
@@ -164,7 +164,7 @@ def make_master(cfg, system, notifier=None) -> Master:
 def boot_all(master: Master) -> None:
     for child in list(master.children.values()):
         if child.booted_at is None:
-            master.child_said(child, ["BOOTED"], master.now())
+            master.child_said(child, protocol.booted(), master.now())
 
 
 def signals_to(system: FakeSystem, child: Child) -> list[int]:
@@ -194,11 +194,11 @@ def test_booting_child_is_overdue_past_boot_timeout(pool, clock):
     clock.advance(0.5)  # 20.5 s after its start
     child.last_seen = clock()
     assert child.overdue(clock()) == "did not boot within 20 s"
-    child.state, child.booted_at = "idle", clock()
+    child.state, child.booted_at = ChildState.IDLE, clock()
     assert child.overdue(clock()) is None
 
 
-@pytest.mark.parametrize("state", ["polling", "working"])
+@pytest.mark.parametrize("state", [ChildState.POLLING, ChildState.WORKING])
 def test_child_is_overdue_past_its_deadline_plus_grace(pool, clock, state):
     child = new_child(pool, clock)
     child.state, child.booted_at = state, clock()
@@ -211,12 +211,12 @@ def test_child_is_overdue_past_its_deadline_plus_grace(pool, clock, state):
     assert clock() == child.deadline + 10  # exactly at the grace: still fine
     clock.advance(0.5)
     child.last_seen = clock()
-    assert child.overdue(clock()) == f"{state} 10.5 s past its deadline"
+    assert child.overdue(clock()) == f"{state.value} 10.5 s past its deadline"
 
 
 def test_silent_child_is_overdue_past_beat_timeout(pool, clock):
     child = new_child(pool, clock)
-    child.state, child.booted_at, child.deadline = "working", clock(), clock() + 3600
+    child.state, child.booted_at, child.deadline = ChildState.WORKING, clock(), clock() + 3600
     clock.advance(30)
     assert child.overdue(clock()) is None
     clock.advance(0.1)
@@ -225,7 +225,7 @@ def test_silent_child_is_overdue_past_beat_timeout(pool, clock):
 
 def test_idle_child_without_deadline_is_only_watched_for_beats(pool, clock):
     child = new_child(pool, clock)
-    child.state, child.booted_at = "idle", clock()
+    child.state, child.booted_at = ChildState.IDLE, clock()
     clock.advance(1000)
     child.last_seen = clock()
     assert child.overdue(clock()) is None
@@ -256,27 +256,44 @@ def master(tmp_path, system):
     return make_master(write_config(tmp_path, "max_tasks = 3\n"), system)
 
 
-def test_child_said_booted_polling_working_idle(master, spawned, clock):
+def test_child_said_booted_polling_working_idle(master, spawned, clock, caplog):
     master.manage_pools(clock())
     child = spawned[0]
-    assert child.state == "booting" and child.booted_at is None
+    assert child.state is ChildState.BOOTING and child.booted_at is None
     clock.advance(2)
-    master.child_said(child, ["BOOTED"], clock())
-    assert (child.state, child.deadline, child.booted_at) == ("idle", None, clock())
-    master.child_said(child, ["POLLING", "5123.250"], clock())
-    assert (child.state, child.deadline) == ("polling", 5123.25)
-    master.child_said(child, ["WORKING", "-"], clock())
-    assert (child.state, child.deadline) == ("working", None)
-    master.child_said(child, ["WORKING", "6000"], clock())
-    assert (child.state, child.deadline) == ("working", 6000.0)
-    master.child_said(child, ["IDLE"], clock())
-    assert (child.state, child.deadline) == ("idle", None)
-    master.child_said(child, ["POLLING"], clock())
-    assert (child.state, child.deadline) == ("polling", None)
+    master.child_said(child, b"BOOTED", clock())
+    assert (child.state, child.deadline, child.booted_at) == (ChildState.IDLE, None, clock())
+    master.child_said(child, b"POLLING 5123.250", clock())
+    assert (child.state, child.deadline) == (ChildState.POLLING, 5123.25)
+    master.child_said(child, b"WORKING -", clock())
+    assert (child.state, child.deadline) == (ChildState.WORKING, None)
+    master.child_said(child, b"WORKING 6000", clock())
+    assert (child.state, child.deadline) == (ChildState.WORKING, 6000.0)
+    master.child_said(child, b"IDLE", clock())
+    assert (child.state, child.deadline) == (ChildState.IDLE, None)
+    master.child_said(child, b"POLLING", clock())
+    assert (child.state, child.deadline) == (ChildState.POLLING, None)
+    master.child_said(child, b"PAGING 5200.5", clock())
+    assert (child.state, child.deadline) == (ChildState.PAGING, 5200.5)
     before = (child.state, child.deadline, child.tasks)
-    master.child_said(child, ["BEAT"], clock())
-    master.child_said(child, [], clock())
+    master.child_said(child, b"BEAT", clock())
+    master.child_said(child, b"", clock())
     assert (child.state, child.deadline, child.tasks) == before
+    assert "garbled" not in caplog.text
+
+
+def test_a_garbled_line_is_logged_and_never_stops_the_master(master, spawned, clock, caplog):
+    master.manage_pools(clock())
+    child = spawned[0]
+    master.child_said(child, b"BOOTED", clock())
+    master.child_said(child, b"WORKING soon", clock())
+    assert (child.state, child.deadline) == (ChildState.WORKING, None)  # busy, with no deadline it can read
+    master.child_said(child, b"HELLO  there", clock())
+    assert (child.state, child.deadline, child.tasks) == (ChildState.WORKING, None, 0)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"garbled: demo#1 (pid {child.pid}) said 'WORKING soon'",
+        f"garbled: demo#1 (pid {child.pid}) said 'HELLO there'",
+    ]
 
 
 def test_done_counts_tasks_and_recycles_at_max_tasks(master, spawned, clock):
@@ -284,11 +301,11 @@ def test_done_counts_tasks_and_recycles_at_max_tasks(master, spawned, clock):
     child = spawned[0]
     assert child.max_tasks == 3  # max_tasks_jitter = 0
     for outcome in ("completed", "failed"):
-        master.child_said(child, ["DONE", outcome], clock())
+        master.child_said(child, protocol.done(outcome), clock())
         assert not child.recycling
-    master.child_said(child, ["DONE", "completed"], clock())
+    master.child_said(child, protocol.done("completed"), clock())
     assert child.tasks == 3 and child.recycling
-    master.child_said(child, ["DONE", "completed"], clock())
+    master.child_said(child, protocol.done("completed"), clock())
     assert child.tasks == 4 and child.recycling
 
 
@@ -297,7 +314,7 @@ def test_max_tasks_zero_never_recycles(tmp_path, system, spawned, clock):
     master.manage_pools(clock())
     child = spawned[0]
     for _ in range(100):
-        master.child_said(child, ["DONE", "completed"], clock())
+        master.child_said(child, protocol.done("completed"), clock())
     assert child.tasks == 100 and not child.recycling
 
 
@@ -314,10 +331,10 @@ def test_read_child_splits_lines_across_reads(master, spawned, clock):
         os.write(write_end, b"BOOTED\nPOLL")
         master.read_child(child)
         assert child.booted_at == clock() and child.last_seen == clock()
-        assert child.state == "idle" and child.buffer == b"POLL"
+        assert child.state is ChildState.IDLE and child.buffer == b"POLL"
         os.write(write_end, b"ING 5100.5\n")
         master.read_child(child)
-        assert (child.state, child.deadline, child.buffer) == ("polling", 5100.5, b"")
+        assert (child.state, child.deadline, child.buffer) == (ChildState.POLLING, 5100.5, b"")
         master.read_child(child)  # nothing to read: no harm
         os.close(write_end)
         write_end = -1
@@ -362,11 +379,11 @@ def test_a_new_pool_spawns_its_target(master, spawned, clock):
 def test_pool_runs_once_all_booted_for_min_uptime(master, spawned, clock):
     pool = master.pools["demo"]
     master.manage_pools(clock())
-    master.child_said(spawned[0], ["BOOTED"], clock())
+    master.child_said(spawned[0], protocol.booted(), clock())
     clock.advance(10)
     master.manage_pools(clock())
     assert pool.health.state is PoolState.STARTING  # one of two booted
-    master.child_said(spawned[1], ["BOOTED"], clock())
+    master.child_said(spawned[1], protocol.booted(), clock())
     clock.advance(4.9)
     master.manage_pools(clock())
     assert pool.health.state is PoolState.STARTING
@@ -458,7 +475,7 @@ def test_crash_loop_goes_fatal_and_other_pools_live_on(tmp_path, system, spawned
     master.manage_pools(clock())
     assert len(spawned) == 4
     for c in list(good.children.values()):
-        master.child_said(c, ["BOOTED"], clock())
+        master.child_said(c, protocol.booted(), clock())
     for _ in range(8):
         for c in list(bad.children.values()):
             system.exits.append((c.pid, exited(3)))
@@ -544,7 +561,7 @@ def test_recycling_starts_the_replacement_first(master, spawned, system, clock):
     boot_all(master)
     old = spawned[0]
     for _ in range(3):
-        master.child_said(old, ["DONE", "completed"], clock())
+        master.child_said(old, protocol.done("completed"), clock())
     assert old.recycling
     master.manage_pools(clock())
     assert len(spawned) == 3
@@ -553,7 +570,7 @@ def test_recycling_starts_the_replacement_first(master, spawned, system, clock):
     assert system.killed == []  # the old one serves until the new one booted
     master.manage_pools(clock())
     assert system.killed == [] and len(spawned) == 3
-    master.child_said(new, ["BOOTED"], clock())
+    master.child_said(new, protocol.booted(), clock())
     master.manage_pools(clock())
     assert system.killed == [(old.pid, signal.SIGTERM)]
     assert old.retiring
@@ -584,7 +601,7 @@ def test_hung_child_gets_sigabrt_then_sigkill(master, spawned, system, clock):
     master.manage_pools(clock())
     boot_all(master)
     child = spawned[0]
-    master.child_said(child, ["WORKING", str(clock() + 20)], clock())
+    master.child_said(child, protocol.busy(ChildState.WORKING, clock() + 20), clock())
     for other in spawned:
         other.last_seen = clock() + 29
     clock.advance(30)  # 10 s past the deadline: within the grace
@@ -670,10 +687,10 @@ def test_ready_only_once_every_pool_has_its_children_booted(tmp_path, system, sp
     master.manage_pools(clock())
     master.tell_systemd(clock())
     assert notifier.sent == [("STATUS=demo 0/2 starting",)]
-    master.child_said(spawned[0], ["BOOTED"], clock())
+    master.child_said(spawned[0], protocol.booted(), clock())
     master.tell_systemd(clock())
     assert notifier.sent[-1] == ("STATUS=demo 1/2 starting",)
-    master.child_said(spawned[1], ["BOOTED"], clock())
+    master.child_said(spawned[1], protocol.booted(), clock())
     master.tell_systemd(clock())
     assert notifier.sent[-1] == ("READY=1", "STATUS=demo 2/2 starting")
     count = len(notifier.sent)
@@ -692,7 +709,7 @@ def test_child_next_check_is_the_earliest_deadline_and_never_a_past_one_while_ab
     pool = SimpleNamespace(spec=spec, name="p")
     child = Child(pid=1, pool=pool, index=1, fd=-1, started_at=100.0, last_seen=100.0)
     assert child.next_check() == 130.0  # booting: the beat timeout comes first
-    child.state, child.deadline = "working", 105.0
+    child.state, child.deadline = ChildState.WORKING, 105.0
     assert child.next_check() == 115.0  # its deadline plus the grace
     child.kill_stage, child.kill_at = "abort", 120.0
     assert child.next_check() == 120.0  # past deadlines no longer count: no busy loop
@@ -805,7 +822,7 @@ def test_ready_comes_even_when_a_pool_gave_up(tmp_path, system, spawned, clock):
     master = make_master(write_config(tmp_path, names=("good", "bad")), system, notifier)
     master.manage_pools(clock())
     for child in [c for c in spawned if c.pool.name == "good"]:
-        master.child_said(child, ["BOOTED"], clock())
+        master.child_said(child, protocol.booted(), clock())
     bad = master.pools["bad"]
     for _ in range(bad.spec.max_restarts + 1):
         bad.health.child_exited(crashed=True, uptime=0.0)
