@@ -27,6 +27,7 @@ import time
 from caravand import swf
 from caravand.poller import Backoff
 from caravand.sigmask import start_quiet
+from caravand.values import timeout_seconds
 from caravand.workflow import truncate, type_registration
 
 log = logging.getLogger(__name__)
@@ -362,10 +363,8 @@ class Activity:
     @classmethod
     def heartbeat_timeout_seconds(cls) -> float | None:
         """The type's heartbeat timeout in seconds, or None when it has none."""
-        timeout = cls.default_task_heartbeat_timeout
-        if timeout is None or str(timeout).upper() == "NONE":
-            return None
-        return float(timeout) if float(timeout) > 0 else None
+        timeout = timeout_seconds(cls.default_task_heartbeat_timeout)
+        return timeout if timeout is not None and timeout > 0 else None
 
     @classmethod
     def heartbeat_interval(cls) -> float | None:
@@ -377,7 +376,5 @@ class Activity:
 
     @classmethod
     def start_to_close_seconds(cls) -> float | None:
-        timeout = cls.default_task_start_to_close_timeout
-        if timeout is None or str(timeout).upper() == "NONE":
-            return None
-        return float(timeout)
+        """The type's start-to-close timeout in seconds, or None when it has none."""
+        return timeout_seconds(cls.default_task_start_to_close_timeout)

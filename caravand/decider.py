@@ -23,6 +23,7 @@ from caravand import registration, swf
 from caravand.loader import load_classes
 from caravand.poller import Backoff, Poller
 from caravand.swf import ConfigError
+from caravand.values import is_none, timeout_seconds
 from caravand.workflow import DecisionDone, DecisionTask, Workflow, WorkflowFailure
 
 log = logging.getLogger(__name__)
@@ -146,8 +147,8 @@ class Decider(Poller):
 
     def task_deadline(self, task: DecisionTask, now: float) -> float | None:
         """When this decision task times out, from its DecisionTaskScheduled event."""
-        timeout = task.task_timeout
-        return None if timeout in (None, "NONE") else now + float(timeout)
+        timeout = timeout_seconds(task.task_timeout)
+        return None if timeout is None else now + timeout
 
     def handle(self, data: dict) -> None:
         task = DecisionTask(data)
@@ -201,7 +202,7 @@ class Decider(Poller):
         error = f"{type(exc).__name__}: {exc}"
         if self.on_error == "fail":
             return error
-        if task.task_timeout == "NONE":
+        if is_none(task.task_timeout):
             # SWF would never time this task out, so never schedule it again.
             log.error("failing workflow: %r (its decision task has no timeout: cannot retry)", task)
             return f"decision task timeout NONE, cannot retry: {error}"
@@ -252,8 +253,7 @@ class Decider(Poller):
 def refuse_untimed(workflows) -> None:
     """ConfigError if a workflow type's decision tasks never time out: ``on_error = retry`` cannot retry them."""
     for workflow in workflows:
-        timeout = workflow.default_task_start_to_close_timeout
-        if timeout is not None and str(timeout).strip().upper() == "NONE":
+        if is_none(workflow.default_task_start_to_close_timeout):
             raise ConfigError(
                 f"on_error = retry: workflow {workflow.name} {workflow.version} ({workflow.__qualname__}) has "
                 f"default_task_start_to_close_timeout = NONE, so a task left after an error would never be "

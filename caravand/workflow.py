@@ -19,6 +19,7 @@ import json
 import pprint
 
 from caravand.swf import MAX_INPUT, MAX_REASON
+from caravand.values import NONE
 
 #: Workflow class attribute -> RegisterWorkflowType parameter.
 WORKFLOW_DEFAULTS = {
@@ -230,7 +231,7 @@ class DecisionTask:
         """This decision task's start-to-close timeout in seconds, or "NONE", from its DecisionTaskScheduled."""
         for event in reversed(self.events):
             if event["eventType"] == "DecisionTaskScheduled":
-                return event["attributes"].get("startToCloseTimeout", "NONE")
+                return event["attributes"].get("startToCloseTimeout", NONE)
         return None
 
     @property
