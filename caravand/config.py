@@ -20,7 +20,7 @@ import re
 import urllib.parse
 from collections.abc import Callable
 
-from paste.deploy.loadwsgi import ConfigLoader
+from paste.deploy.loadwsgi import ConfigLoader, NicerConfigParser
 
 from caravand.loader import add_to_sys_path, sys_path_added
 from caravand.states import RestartPolicy
@@ -218,63 +218,134 @@ class MasterSpec:
         )
 
 
-def read_ini(path: str) -> ConfigLoader:
-    """Parse ``path`` with PasteDeploy's loader; a one-line ConfigError otherwise."""
+class _TextLoader(ConfigLoader):
+    """PasteDeploy's ConfigLoader over text already read (its own ``__init__`` opens the file again)."""
+
+    def __init__(self, path: str, text: str):
+        self.filename = os.path.abspath(path)  # get_context resolves a use = config:... relative to it
+        defaults = {"here": os.path.dirname(self.filename), "__file__": self.filename}
+        self.parser = NicerConfigParser(path, defaults=defaults)
+        self.parser.optionxform = str  # keys keep their case, as in PasteDeploy
+        self.parser.read_string(text, path)
+
+
+class Ini:
+    """A caravan.ini read once, as pserve's loader: the daemon and caravanctl ``-c`` query this one object.
+
+    ``loader`` is PasteDeploy's view of it: ``%(here)s``, [DEFAULT] and the
+    command line's ``%(name)s`` variables applied. :meth:`written` gives the
+    keys a section writes itself, which that view mixes with [DEFAULT]'s;
+    ``text`` is kept for what reads the file as text (the logging sections,
+    the ``%(name)s`` it uses).
+    """
+
+    def __init__(self, path: str, text: str):
+        self.path = path
+        self.text = text
+        self.loader = _TextLoader(path, text)
+        self.raw = configparser.RawConfigParser(default_section="\0no-default", strict=False)
+        self.raw.optionxform = str
+        self.raw.read_string(text, path)
+
+    def sections(self) -> list[str]:
+        return self.loader.parser.sections()
+
+    def has_section(self, section: str) -> bool:
+        return self.loader.parser.has_section(section)
+
+    def written(self, section: str) -> set[str]:
+        """The keys written in ``section`` itself, without those of [DEFAULT]."""
+        return set(self.raw.options(section)) if self.raw.has_section(section) else set()
+
+    def variables_used(self) -> set[str]:
+        """The names of the ``%(name)s`` written anywhere in the file."""
+        return set(re.findall(r"%\(([^)]*)\)s", self.text))
+
+    def set_variables(self, variables: dict[str, str]) -> None:
+        """The command line's ``name=value`` (those that are no [caravand] setting) as [DEFAULT] values."""
+        if variables:
+            self.loader.update_defaults(variables)
+
+    def defaults(self) -> dict[str, str]:
+        return self.loader.parser.defaults()
+
+    def has(self, section: str, key: str) -> bool:
+        return self.loader.parser.has_option(section, key)
+
+    def get(self, section: str, key: str) -> str:
+        """The value, interpolated; a bad ``%(name)s`` is a ConfigError naming the section and key."""
+        try:
+            return self.loader.parser.get(section, key)
+        except configparser.Error as exc:
+            raise ConfigError(f"{self.path}: [{section}] {key}: {flatten(exc)}") from None
+
+    def parse(self, section: str, settings, overrides=None, *, pool: bool = False) -> dict:
+        """The clean value of each of ``settings`` in ``section``: an override, else the ini's, else the default.
+
+        A bad value is a ConfigError with the file, section, key and value
+        (``[caravand] key = 'value': why``; a pool's ``[pool:NAME] key:
+        'value': why``), and a required key left out (no default) is missing.
+        """
+        written = self.written(section)
+        values = {}
+        for setting in settings:
+            raw = self.get(section, setting.name) if self.has(section, setting.name) else setting.default
+            if overrides and setting.name in overrides:
+                raw = overrides[setting.name]
+            try:
+                values[setting.name] = setting.parse(raw)
+            except ValueError as exc:
+                if setting.default == "" and setting.name not in written:
+                    problem = ": missing"
+                else:
+                    problem = f"{': ' if pool else ' = '}{raw!r}: {exc}"
+                raise ConfigError(f"{self.path}: [{section}] {setting.name}{problem}") from None
+        return values
+
+    def master(self, overrides: dict[str, str] | None = None) -> MasterSpec:
+        """The validated ``[caravand]`` section, and nothing else: all that caravanctl ``-c`` reads.
+
+        The daemon's own checks (of graceful_timeout against a held poll,
+        of the pools) are :func:`load`'s.
+        """
+        if not self.has_section(MASTER_SECTION):
+            raise ConfigError(f"{self.path}: no [{MASTER_SECTION}] section")
+        known = {s.name for s in MASTER_SETTINGS}
+        for key in sorted(self.written(MASTER_SECTION)):
+            if key not in known:
+                raise ConfigError(
+                    f"{self.path}: [{MASTER_SECTION}] {key}: unknown key (known: {', '.join(sorted(known))})"
+                )
+        values = self.parse(MASTER_SECTION, MASTER_SETTINGS, overrides)
+        values["pythonpath"] = resolve_pythonpath(self.path, MASTER_SECTION, values["pythonpath"])
+        return MasterSpec(path=os.path.abspath(self.path), **values)
+
+    def pool_domains(self) -> set[str]:
+        """The domains the pools name, as written, without validating them (caravanctl's default -d)."""
+        domains = set()
+        for section in self.sections():
+            if section.startswith(POOL_PREFIX) and self.has(section, "domain"):
+                try:
+                    domains.add(self.get(section, "domain").strip())
+                except ConfigError:
+                    continue
+        return domains
+
+
+def read_ini(path: str) -> Ini:
+    """Read ``path`` and parse it: the one place the ini is read. A one-line ConfigError otherwise."""
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: no such config file")
     try:
-        return ConfigLoader(path)
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        return Ini(path, text)
     except configparser.Error as exc:
         # configparser's messages carry the line; keep them on one line.
         raise ConfigError(f"{path}: malformed ini: {flatten(exc)}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-
-
-def section_keys(path: str, section: str) -> set[str]:
-    """The keys written in ``section`` itself, without those of [DEFAULT]."""
-    raw = configparser.RawConfigParser(default_section="\0no-default", strict=False)
-    raw.optionxform = str
-    raw.read(path)
-    return set(raw.options(section)) if raw.has_section(section) else set()
-
-
-def pool_domains(path: str) -> set[str]:
-    """The domains the ini's pools name, read without validating (caravanctl's default -d)."""
-    loader = read_ini(path)
-    parser = loader.parser
-    domains = set()
-    for section in parser.sections():
-        if section.startswith("pool:") and parser.has_option(section, "domain"):
-            try:
-                domains.add(parser.get(section, "domain").strip())
-            except configparser.Error:
-                continue
-    return domains
-
-
-def parse_section(path: str, loader: ConfigLoader, section: str, settings, overrides=None) -> dict:
-    """Validate ``section`` against ``settings``: the clean values, by name."""
-    known = {s.name: s for s in settings}
-    parser = loader.parser
-    for key in section_keys(path, section):
-        if key not in known:
-            raise ConfigError(f"{path}: [{section}] {key}: unknown key (known: {', '.join(sorted(known))})")
-    values = {}
-    for setting in settings:
-        raw = setting.default
-        try:
-            if parser.has_option(section, setting.name):
-                raw = parser.get(section, setting.name)
-        except configparser.Error as exc:
-            raise ConfigError(f"{path}: [{section}] {setting.name}: {flatten(exc)}") from None
-        if overrides and setting.name in overrides:
-            raw = overrides[setting.name]
-        try:
-            values[setting.name] = setting.parse(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{path}: [{section}] {setting.name} = {raw!r}: {exc}") from None
-    return values
 
 
 def resolve_pythonpath(path: str, section: str, dirs) -> tuple[str, ...]:
@@ -288,20 +359,6 @@ def resolve_pythonpath(path: str, section: str, dirs) -> tuple[str, ...]:
         if full not in resolved:
             resolved.append(full)
     return tuple(resolved)
-
-
-def make_master(path: str, values: dict) -> MasterSpec:
-    values = dict(values, pythonpath=resolve_pythonpath(path, MASTER_SECTION, values["pythonpath"]))
-    return MasterSpec(path=os.path.abspath(path), **values)
-
-
-def load_master(path: str, overrides: dict[str, str] | None = None) -> MasterSpec:
-    """Read and validate the ``[caravand]`` section of the ini at ``path``."""
-    loader = read_ini(path)
-    if not loader.parser.has_section(MASTER_SECTION):
-        raise ConfigError(f"{path}: no [{MASTER_SECTION}] section")
-    values = parse_section(path, loader, MASTER_SECTION, MASTER_SETTINGS, overrides)
-    return make_master(path, values)
 
 
 # -- pools: one [pool:NAME] section each
@@ -426,7 +483,12 @@ class Config:
     master: MasterSpec
     pools: dict
     overrides: dict
-    has_logging: bool
+    #: The reading it was made from: its logging sections are applied from it, not from the file again.
+    ini: Ini = dataclasses.field(compare=False, repr=False)
+
+    @property
+    def has_logging(self) -> bool:
+        return self.ini.has_section("loggers")
 
 
 def split_overrides(path: str, items: list[str]) -> dict[str, str]:
@@ -440,22 +502,18 @@ def split_overrides(path: str, items: list[str]) -> dict[str, str]:
     return overrides
 
 
-def check_overrides(path: str, overrides: dict[str, str]) -> None:
+def check_overrides(ini: Ini, overrides: dict[str, str]) -> None:
     """Refuse (UsageError, exit 2) a ``key=value`` that nothing in the ini would read.
 
     A name that is no [caravand] setting, no key of [DEFAULT] and no
     ``%(name)s`` of the file would silently become an unused [DEFAULT]
     value: ``graceful_timout=30`` would run with 120 s. A variable of one's
     own is declared in [DEFAULT] first (one line), so refusing costs nothing.
-    An ini that cannot be read is left for :func:`load` to report.
+    Checked at start only: a reload keeps the overrides the master started with.
     """
-    try:
-        with open(path, encoding="utf-8") as ini:
-            text = ini.read()
-        defaults = section_keys(path, "DEFAULT")
-    except (OSError, UnicodeDecodeError, configparser.Error):
-        return
-    used = set(re.findall(r"%\(([^)]*)\)s", text))
+    path = ini.path
+    defaults = ini.written("DEFAULT")
+    used = ini.variables_used()
     known = {s.name for s in MASTER_SETTINGS}
     for key, value in overrides.items():
         if key in known or key in used or key in defaults:
@@ -479,28 +537,24 @@ class _PoolType:
         raise NotImplementedError
 
 
-def _load_factory(path: str, section: str, overrides: dict):
-    """Resolve the section's ``use`` (egg:... or call:...) to its factory with PasteDeploy."""
+def _load_factory(ini: Ini, section: str, variables: dict):
+    """Resolve the section's ``use`` (egg:... or call:...) to its factory with PasteDeploy, from this reading."""
     from paste.deploy import loadwsgi
 
     pool_type = _PoolType()
     loadwsgi._ObjectType.__init__(pool_type)  # normalizes the protocol lists
     try:
-        context = loadwsgi.loadcontext(
-            pool_type, f"config:{os.path.abspath(path)}", name=section[len(POOL_PREFIX) :], global_conf=overrides
-        )
+        context = ini.loader.get_context(pool_type, name=section[len(POOL_PREFIX) :], global_conf=variables)
         return context.object
     except Exception as exc:  # PasteDeploy raises LookupError, ImportError, ValueError...
-        raise ConfigError(f"{path}: [{section}] use: {flatten(exc)}") from None
+        raise ConfigError(f"{ini.path}: [{section}] use: {flatten(exc)}") from None
 
 
-def parse_pool(
-    path: str, loader: ConfigLoader, section: str, overrides: dict, master: MasterSpec | None = None
-) -> PoolSpec:
-    parser = loader.parser
+def parse_pool(ini: Ini, section: str, variables: dict, master: MasterSpec) -> PoolSpec:
+    path = ini.path
     name = section[len(POOL_PREFIX) :].strip()
-    written = section_keys(path, section)
-    shadowed = sorted(written & (section_keys(path, "DEFAULT") | set(overrides)))
+    written = ini.written(section)
+    shadowed = sorted(written & (ini.written("DEFAULT") | set(variables)))
     if shadowed:
         key = shadowed[0]
         raise ConfigError(
@@ -509,23 +563,9 @@ def parse_pool(
         )
     if "use" not in written:
         raise ConfigError(f"{path}: [{section}] use: missing (use = egg:caravand#decider or egg:caravand#activity)")
-
-    def value(key: str) -> str:
-        try:
-            return parser.get(section, key)
-        except configparser.Error as exc:
-            raise ConfigError(f"{path}: [{section}] {key}: {flatten(exc)}") from None
-
-    settings = {s.name: s for s in POOL_SETTINGS}
-    values = {}
-    for setting in POOL_SETTINGS:
-        raw = value(setting.name) if parser.has_option(section, setting.name) else setting.default
-        try:
-            values[setting.name] = setting.parse(raw)
-        except ValueError as exc:
-            problem = "missing" if setting.default == "" and setting.name not in written else f"{raw!r}: {exc}"
-            raise ConfigError(f"{path}: [{section}] {setting.name}: {problem}") from None
-    limit = master.max_processes if master is not None else DEFAULT_MAX_PROCESSES
+    settings = {s.name for s in POOL_SETTINGS}
+    values = ini.parse(section, POOL_SETTINGS, pool=True)
+    limit = master.max_processes
     if values["processes"] > limit:
         raise ConfigError(
             f"{path}: [{section}] processes = {values['processes']}: at most {limit} per pool (a bound, so that a "
@@ -533,11 +573,11 @@ def parse_pool(
             f"up to {SWF_MAX_POLLERS} (SWF's limit of pollers per task list)"
         )
     pythonpath = resolve_pythonpath(path, section, values["pythonpath"])
-    values["pythonpath"] = tuple(dict.fromkeys(pythonpath + (master.pythonpath if master is not None else ())))
+    values["pythonpath"] = tuple(dict.fromkeys(pythonpath + master.pythonpath))
 
-    use = value("use").strip()
-    factory = _load_factory(path, section, overrides)
-    options = {key: value(key) for key in sorted(written) if key not in settings and key != "use"}
+    use = ini.get(section, "use").strip()
+    factory = _load_factory(ini, section, variables)
+    options = {key: ini.get(section, key) for key in sorted(written) if key not in settings and key != "use"}
     # The factory's signature is its schema: check the keys against it before calling.
     parameters = list(inspect.signature(factory).parameters.values())[1:]  # after global_conf
     names = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
@@ -553,7 +593,7 @@ def parse_pool(
             raise ConfigError(f"{path}: [{section}] {p.name}: missing")
     try:
         with sys_path_added(values["pythonpath"]):  # the factory may look its modules up
-            made = factory(dict(parser.defaults()), **options)
+            made = factory(dict(ini.defaults()), **options)
     except ConfigError as exc:
         raise ConfigError(f"{path}: [{section}] {exc}") from None
     except Exception as exc:  # a factory of one's own may raise anything
@@ -612,34 +652,35 @@ def check_graceful_timeout(path: str, master: MasterSpec) -> None:
         )
 
 
-def load(path: str, overrides: dict[str, str] | None = None) -> Config:
-    """Read and validate a whole caravan.ini; ConfigError (exit 78) at the first problem."""
+def load(source: str | Ini, overrides: dict[str, str] | None = None) -> Config:
+    """Validate a whole caravan.ini for the daemon; ConfigError (exit 78) at the first problem.
+
+    ``source`` is the ini's path (read here, once), or its :class:`Ini`
+    already read (caravand's start, which checked the overrides against it).
+    Beyond :meth:`Ini.master`, the daemon's checks: graceful_timeout and
+    poll_timeout against a held poll, every pool, no unknown section.
+    """
+    ini = source if isinstance(source, Ini) else read_ini(source)
+    path = ini.path
     overrides = dict(overrides or {})
-    loader = read_ini(path)
     master_names = {s.name for s in MASTER_SETTINGS}
     variables = {k: v for k, v in overrides.items() if k not in master_names}
-    if variables:
-        loader.update_defaults(variables)
-    if not loader.parser.has_section(MASTER_SECTION):
-        raise ConfigError(f"{path}: no [{MASTER_SECTION}] section")
-    master_values = parse_section(
-        path, loader, MASTER_SECTION, MASTER_SETTINGS, {k: v for k, v in overrides.items() if k in master_names}
-    )
-    master = make_master(path, master_values)
+    ini.set_variables(variables)
+    master = ini.master(overrides)
     check_poll_timeout(path, master)
     check_graceful_timeout(path, master)
     pools = {}
-    for section in loader.parser.sections():
+    for section in ini.sections():
         if not section.startswith(POOL_PREFIX):
             continue
-        spec = parse_pool(path, loader, section, variables, master)
+        spec = parse_pool(ini, section, variables, master)
         if not spec.name:
             raise ConfigError(f"{path}: [{section}]: a pool needs a name, as in [pool:orders-decider]")
         if spec.name in pools:
             raise ConfigError(f"{path}: [{section}]: duplicate pool {spec.name!r}")
         pools[spec.name] = spec
     known_sections = {MASTER_SECTION, "loggers", "handlers", "formatters"}
-    for section in loader.parser.sections():
+    for section in ini.sections():
         if section.startswith(POOL_PREFIX) or section in known_sections:
             continue
         if section.startswith(("logger_", "handler_", "formatter_")):
@@ -650,7 +691,7 @@ def load(path: str, overrides: dict[str, str] | None = None) -> Config:
         master=master,
         pools=pools,
         overrides=overrides,
-        has_logging=loader.parser.has_section("loggers"),
+        ini=ini,
     )
 
 

@@ -27,7 +27,7 @@ import urllib.parse
 from collections.abc import Callable
 
 from caravand import __version__, embedded, output, swf
-from caravand.config import DEFAULT_EMBEDDED_PORT, is_loopback, load_master, pool_domains
+from caravand.config import DEFAULT_EMBEDDED_PORT, is_loopback, read_ini
 from caravand.swf import CaravanError, UsageError
 from caravand.timespec import (
     DURATION_HELP,
@@ -177,9 +177,11 @@ class Context:
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        base = swf.Endpoint()
-        if getattr(args, "config", None):
-            base = load_master(args.config).endpoint()
+        # -c: the ini read once, and only its [caravand] validated (and the
+        # pools' domains read as written): no pool module is imported here.
+        self.ini = read_ini(args.config) if args.config else None
+        self.master = self.ini.master() if self.ini else None
+        base = self.master.endpoint() if self.master else swf.Endpoint()
         self.endpoint = base.with_overrides(
             endpoint_url=getattr(args, "endpoint_url", None),
             region=getattr(args, "region", None),
@@ -207,7 +209,7 @@ class Context:
         if domain:
             return domain
         # With -c, an ini whose pools all use one domain makes it the default.
-        domains = pool_domains(self.args.config) if getattr(self.args, "config", None) else set()
+        domains = self.ini.pool_domains() if self.ini else set()
         if len(domains) == 1:
             return domains.pop()
         raise UsageError("no domain: give -d/--domain")
@@ -765,8 +767,8 @@ def local_endpoint(ctx, args):
     port = args.port
     if port is not None:
         change = "give --port another port (0: any free one)"
-    elif getattr(args, "config", None):
-        port = load_master(args.config).embedded_port
+    elif ctx.master is not None:
+        port = ctx.master.embedded_port
         change = f"set embedded_port in [caravand] of {args.config} to another port, or give --port"
     else:
         port = DEFAULT_EMBEDDED_PORT

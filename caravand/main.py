@@ -16,7 +16,7 @@ import os
 import sys
 
 from caravand import __version__
-from caravand.config import Config, check_overrides, load, setup_logging, split_overrides
+from caravand.config import Config, check_overrides, load, read_ini, setup_logging, split_overrides
 from caravand.ctl import Parser
 from caravand.loader import check_imports_in_child
 from caravand.output import table
@@ -102,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         overrides = split_overrides(args.config, args.overrides)
-        check_overrides(args.config, overrides)
-        config = load(args.config, overrides)
+        ini = read_ini(args.config)  # once: the overrides are checked against it, then it is loaded
+        check_overrides(ini, overrides)
+        config = load(ini, overrides)
         # The modules import in a throwaway child: the master stays clean
         # (without preload), and a broken one is refused here, not in a crash loop.
         check_imports_in_child(config, logging=args.check)

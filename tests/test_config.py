@@ -1,4 +1,4 @@
-"""The [caravand] section of caravan.ini (caravand.config.load_master)."""
+"""The [caravand] section of caravan.ini (caravand.config.Ini.master: what caravanctl -c reads)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from caravand.config import DEFAULT_EMBEDDED_PORT, load_master
+from caravand.config import DEFAULT_EMBEDDED_PORT, read_ini
 from caravand.swf import ConfigError, Endpoint
 
 
@@ -14,6 +14,10 @@ def write_ini(tmp_path, text: str, name: str = "caravan.ini") -> str:
     path = tmp_path / name
     path.write_text(text)
     return str(path)
+
+
+def load_master(path: str, overrides=None):
+    return read_ini(path).master(overrides)
 
 
 def config_error(path: str) -> ConfigError:
