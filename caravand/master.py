@@ -36,7 +36,7 @@ from caravand.child import ChildProcess, RegistrarProcess, reopen_log_files, reo
 from caravand.config import ALARM_MARGIN, Config, load, setup_logging
 from caravand.poller import Backoff
 from caravand.sdnotify import Notifier
-from caravand.states import ChildState, PoolHealth, PoolState
+from caravand.states import ChildState, KillStage, PoolHealth, PoolState
 
 log = logging.getLogger("caravand.master")
 
@@ -104,9 +104,8 @@ class Child:
     recycling: bool = False  # wants a replacement before it is retired
     stop_deadline: float | None = None  # SIGKILL then, if it has not left
     alarm_at: float | None = None  # SIGALRM then: fail the task in hand and go
-    alarmed: bool = False
-    kill_stage: str | None = None  # "abort" after SIGABRT, "kill" after SIGKILL
-    kill_at: float | None = None
+    kill_stage: KillStage = KillStage.NONE
+    kill_at: float | None = None  # SIGKILL then, once ABORTED
     next_rss_check: float = 0.0
     buffer: bytes = b""
     failure: str | None = None  # what the child said before it gave up (FAILED ...)
@@ -115,13 +114,19 @@ class Child:
     def label(self) -> str:
         return f"{self.pool.name}#{self.index}"
 
+    def escalate(self, stage: KillStage) -> None:
+        """The one place the kill stage moves: forward only (see KillStage)."""
+        if not self.kill_stage.may_become(stage):
+            raise RuntimeError(f"{self.label}: no kill stage edge from {self.kill_stage.name} to {stage.name}")
+        self.kill_stage = stage
+
     def next_check(self) -> float:
         """The earliest time at which ``overdue`` may start saying yes."""
-        if self.kill_stage == "abort":  # already overdue: only the SIGKILL is ahead
+        if self.kill_stage is KillStage.ABORTED:  # already overdue: only the SIGKILL is ahead
             return self.kill_at
         spec = self.pool.spec
         times = [self.last_seen + spec.beat_timeout]
-        if self.alarm_at is not None and not self.alarmed:
+        if self.alarm_at is not None and self.kill_stage is KillStage.NONE:
             times.append(self.alarm_at)
         if self.state is ChildState.BOOTING:
             times.append(self.started_at + spec.boot_timeout)
@@ -311,7 +316,7 @@ class Master:
         wakes = [now + TICK]
         wakes += [p.health.next_check() or now + TICK for p in self.pools.values()]
         # A child's deadline passing must be seen then, not at the next tick.
-        wakes += [c.next_check() for c in self.children.values() if c.kill_stage != "kill"]
+        wakes += [c.next_check() for c in self.children.values() if c.kill_stage is not KillStage.KILLED]
         wakes += [r.deadline for r in self.registrars.values() if not r.killed]
         wakes += [c.deadline for c in self.reload_checks.values() if not c.timed_out]
         wakes += [p.registration_retry_at for p in self.pools.values() if p.registration == "failed"]
@@ -633,23 +638,24 @@ class Master:
                 self.system.kill(registrar.pid, signal.SIGKILL)
                 registrar.killed = True
         for child in list(self.children.values()):
-            if child.kill_stage == "abort" and now >= child.kill_at:
+            if child.kill_stage is KillStage.ABORTED and now >= child.kill_at:
                 log.error("killing: %s (pid %d) with SIGKILL: SIGABRT did not end it", child.label, child.pid)
                 self.signal_child(child, signal.SIGKILL)
-                child.kill_stage, child.kill_at = "kill", None
+                child.escalate(KillStage.KILLED)  # ABORTED -> KILLED: kill_grace passed and it lives
+                child.kill_at = None
                 continue
-            if child.kill_stage is not None:
-                continue
+            if child.kill_stage in (KillStage.ABORTED, KillStage.KILLED):
+                continue  # nothing but its SIGKILL or its exit is ahead
             if child.retiring and child.stop_deadline is not None:
                 if now >= child.stop_deadline:
                     log.error("killing: %s (pid %d): still running at its stop deadline", child.label, child.pid)
                     self.signal_child(child, signal.SIGKILL)
-                    child.kill_stage = "kill"
+                    child.escalate(KillStage.KILLED)  # NONE|ALARMED -> KILLED: past its stop deadline
                     continue
-                if not child.alarmed and now >= child.alarm_at:
+                if child.kill_stage is KillStage.NONE and now >= child.alarm_at:
                     log.warning("deadline: %s (pid %d): SIGALRM, a task in hand is failed", child.label, child.pid)
                     self.signal_child(child, signal.SIGALRM)
-                    child.alarmed = True
+                    child.escalate(KillStage.ALARMED)  # NONE -> ALARMED: its stop deadline is ALARM_MARGIN away
             reason = child.overdue(now)
             if reason is not None and self.system.process_state(child.pid) in ("T", "t"):
                 # SIGSTOPped (or held by a debugger): it cannot run a handler, so
@@ -657,13 +663,14 @@ class Master:
                 log.error("hung: %s (pid %d) %s: it is stopped (state T) and cannot dump its stack: SIGKILL",
                           child.label, child.pid, reason)  # fmt: skip
                 self.signal_child(child, signal.SIGKILL)
-                child.kill_stage = "kill"
+                child.escalate(KillStage.KILLED)  # NONE|ALARMED -> KILLED: overdue, and stopped (state T)
                 continue
             if reason is not None:
                 log.error("hung: %s (pid %d) %s: SIGABRT (its stack is logged when it exits)", child.label,
                           child.pid, reason)  # fmt: skip
                 self.signal_child(child, signal.SIGABRT)
-                child.kill_stage, child.kill_at = "abort", now + child.pool.spec.kill_grace
+                child.escalate(KillStage.ABORTED)  # NONE|ALARMED -> ABORTED: overdue (late, silent, not booted)
+                child.kill_at = now + child.pool.spec.kill_grace
                 continue
             limit = child.pool.spec.max_rss_mb
             if limit and not child.recycling and now >= child.next_rss_check:

@@ -1,4 +1,5 @@
-"""The named states: what a child does (ChildState), and the restart state machine of a pool.
+"""The named states: what a child does (ChildState), how far the master went to end it (KillStage),
+and the restart state machine of a pool.
 
 A pool: STARTING -> RUNNING -> BACKOFF -> FATAL (``PoolHealth``). Pure
 logic with an injected clock and random source, so that every edge is
@@ -34,6 +35,40 @@ class ChildState(enum.Enum):
     POLLING = "polling"  # in a long poll: bound by its deadline
     PAGING = "paging"  # reading a decision task's further pages: bound by each page's deadline
     WORKING = "working"  # a task in hand: bound by its deadline, if the task has one
+
+
+class KillStage(enum.Enum):
+    """How far the master went to end a child that would not go; it only moves forward.
+
+    Edges (``Child.escalate``, in ``Master.watch_children``):
+
+    - NONE -> ALARMED: a stop's deadline is ALARM_MARGIN away: SIGALRM,
+      and the child fails its task in hand and exits.
+    - NONE|ALARMED -> ABORTED: overdue (late, silent, not booted): SIGABRT
+      dumps its stack; SIGKILL follows after kill_grace.
+    - NONE|ALARMED -> KILLED: still running at its stop deadline, or overdue
+      while stopped (state T), when no handler can run: SIGKILL.
+    - ABORTED -> KILLED: SIGABRT did not end it within kill_grace.
+
+    Whether the child was asked to go (``retiring``) is another question:
+    a child may be retiring at any stage, and a hung one is aborted unasked.
+    """
+
+    NONE = "none"  # not forced: it may still leave by itself
+    ALARMED = "alarmed"  # SIGALRM sent: a task in hand is failed, then it exits
+    ABORTED = "aborted"  # SIGABRT sent: its stack is being dumped; SIGKILL at kill_at
+    KILLED = "killed"  # SIGKILL sent: only its exit is ahead
+
+    def may_become(self, new: KillStage) -> bool:
+        return new in _KILL_EDGES[self]
+
+
+_KILL_EDGES = {
+    KillStage.NONE: {KillStage.ALARMED, KillStage.ABORTED, KillStage.KILLED},
+    KillStage.ALARMED: {KillStage.ABORTED, KillStage.KILLED},
+    KillStage.ABORTED: {KillStage.KILLED},
+    KillStage.KILLED: set(),
+}
 
 
 class PoolState(enum.Enum):

@@ -20,7 +20,7 @@ import pytest
 from caravand import config, protocol
 from caravand.master import Child, Master, Pool, System, describe_status
 from caravand.sdnotify import Notifier
-from caravand.states import ChildState, PoolState
+from caravand.states import ChildState, KillStage, PoolState
 
 POOL = """
 [pool:{name}]
@@ -610,13 +610,14 @@ def test_hung_child_gets_sigabrt_then_sigkill(master, spawned, system, clock):
     clock.advance(0.5)
     master.watch_children(clock())
     assert system.killed == [(child.pid, signal.SIGABRT)]
-    assert child.kill_stage == "abort" and child.kill_at == clock() + 5
+    assert child.kill_stage is KillStage.ABORTED and child.kill_at == clock() + 5
     clock.advance(4.9)
     master.watch_children(clock())
     assert system.killed == [(child.pid, signal.SIGABRT)]
     clock.advance(0.1)
     master.watch_children(clock())
     assert system.killed == [(child.pid, signal.SIGABRT), (child.pid, signal.SIGKILL)]
+    assert child.kill_stage is KillStage.KILLED
     master.watch_children(clock())
     assert len(system.killed) == 2
     # Killed for overstaying is a crash; this child had served (min_uptime), so it is replaced at once.
@@ -636,15 +637,41 @@ def test_retired_child_is_killed_after_graceful_timeout(master, spawned, system,
     clock.advance(39.9)
     master.watch_children(clock())
     assert system.killed == [(child.pid, signal.SIGTERM)]
+    assert child.kill_stage is KillStage.NONE
     clock.advance(0.1)  # ALARM_MARGIN (10 s) before the deadline: fail the task in hand now
     master.watch_children(clock())
     assert system.killed == [(child.pid, signal.SIGTERM), (child.pid, signal.SIGALRM)]
+    assert child.kill_stage is KillStage.ALARMED
     clock.advance(9.9)  # room for one throttled or reconnecting RespondActivityTaskFailed
     master.watch_children(clock())
     assert system.killed[-1] == (child.pid, signal.SIGALRM)  # once, and no SIGKILL yet
     clock.advance(0.1)
     master.watch_children(clock())
     assert system.killed == [(child.pid, signal.SIGTERM), (child.pid, signal.SIGALRM), (child.pid, signal.SIGKILL)]
+    assert child.kill_stage is KillStage.KILLED
+    clock.advance(100)
+    master.watch_children(clock())
+    assert signals_to(system, child) == [signal.SIGTERM, signal.SIGALRM, signal.SIGKILL]  # only its exit is ahead
+
+
+def test_an_alarmed_child_that_hangs_is_aborted_and_the_kill_stage_never_goes_back(master, spawned, system, clock):
+    master.manage_pools(clock())
+    boot_all(master)
+    child = spawned[0]
+    master.retire(child, "scaled down")
+    clock.advance(40)  # its stop deadline is ALARM_MARGIN away
+    spawned[1].last_seen = child.last_seen = clock()
+    master.watch_children(clock())
+    assert child.kill_stage is KillStage.ALARMED
+    clock.advance(5)
+    master.begin_stop("graceful")  # a new stop deadline, 50 s from now: no second SIGALRM
+    clock.advance(25.5)  # silent past beat_timeout
+    spawned[1].last_seen = clock()
+    master.watch_children(clock())
+    assert signals_to(system, child) == [signal.SIGTERM, signal.SIGALRM, signal.SIGTERM, signal.SIGABRT]
+    assert child.kill_stage is KillStage.ABORTED
+    with pytest.raises(RuntimeError, match="demo#1: no kill stage edge from ABORTED to ALARMED"):
+        child.escalate(KillStage.ALARMED)
 
 
 def test_signal_to_a_vanished_child_is_ignored(master, spawned, system, clock):
@@ -711,7 +738,7 @@ def test_child_next_check_is_the_earliest_deadline_and_never_a_past_one_while_ab
     assert child.next_check() == 130.0  # booting: the beat timeout comes first
     child.state, child.deadline = ChildState.WORKING, 105.0
     assert child.next_check() == 115.0  # its deadline plus the grace
-    child.kill_stage, child.kill_at = "abort", 120.0
+    child.kill_stage, child.kill_at = KillStage.ABORTED, 120.0
     assert child.next_check() == 120.0  # past deadlines no longer count: no busy loop
 
 

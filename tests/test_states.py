@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from caravand.states import PoolHealth, PoolState, RestartPolicy
+from caravand.states import KillStage, PoolHealth, PoolState, RestartPolicy
 
 
 class Clock:
@@ -351,3 +351,13 @@ def test_a_failed_start_cancels_an_owed_replacement_so_failed_spawns_still_back_
     assert health.state is PoolState.BACKOFF
     assert not health.may_spawn()  # it waits its backoff like any failed start
     assert health.replacements == 0
+
+
+# -- KillStage: how far the master went to end a child, forward only
+
+
+def test_a_kill_stage_only_moves_forward():
+    order = [KillStage.NONE, KillStage.ALARMED, KillStage.ABORTED, KillStage.KILLED]
+    for i, stage in enumerate(order):
+        for j, new in enumerate(order):
+            assert stage.may_become(new) is (j > i), (stage, new)
