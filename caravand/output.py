@@ -7,6 +7,7 @@ import json
 import sys
 
 from caravand.timespec import format_time
+from caravand.values import attributes_of
 
 
 def _json_default(value):
@@ -43,14 +44,6 @@ def fields(pairs: list[tuple[str, object]], stream=None) -> None:
         # A value of several lines (a traceback in a failure's details) stays under its label.
         value = str(value).replace("\n", "\n" + " " * (width + 1))
         stream.write(f"{label + ':':<{width}} {value}\n")
-
-
-def attributes_of(event: dict) -> dict:
-    """The ``...EventAttributes`` member of a history event (empty if none)."""
-    for key, value in event.items():
-        if key.endswith("EventAttributes"):
-            return value
-    return {}
 
 
 def compact_json(data) -> str:

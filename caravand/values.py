@@ -1,7 +1,7 @@
-"""SWF's values as caravand reads them: timeouts that may be "NONE".
+"""SWF's values as caravand reads them: timeouts that may be "NONE", a history event's attributes.
 
 Plain functions without boto3, shared by the authoring API (workflow,
-activity) and the pollers.
+activity), the pollers and caravanctl's output.
 """
 
 from __future__ import annotations
@@ -23,3 +23,11 @@ def timeout_seconds(value) -> float | None:
     if value is None or is_none(value):
         return None
     return float(value)
+
+
+def attributes_of(event: dict) -> dict:
+    """The ``...EventAttributes`` member of a history event (empty if none)."""
+    for key, value in event.items():
+        if key.endswith("EventAttributes"):
+            return value
+    return {}

@@ -19,7 +19,7 @@ import json
 import pprint
 
 from caravand.swf import MAX_INPUT, MAX_REASON
-from caravand.values import NONE
+from caravand.values import NONE, attributes_of
 
 #: Workflow class attribute -> RegisterWorkflowType parameter.
 WORKFLOW_DEFAULTS = {
@@ -101,14 +101,6 @@ class WorkflowFailure(Exception):
         super().__init__(f"{reason} ({details})")
 
 
-def attributes_key(event: dict) -> str | None:
-    """The name of the ``...EventAttributes`` member of an event, if any."""
-    for key in event:
-        if key.endswith("EventAttributes"):
-            return key
-    return None
-
-
 @dataclasses.dataclass
 class TaskState:
     """What the history says of one activity, Lambda function or timer, by its id.
@@ -174,8 +166,7 @@ class DecisionTask:
         self.raw = data
         self.events: list[dict] = data.get("events", [])
         for event in self.events:
-            key = attributes_key(event)
-            event["attributes"] = event[key] if key else {}
+            event["attributes"] = attributes_of(event)
         self.token: str = data["taskToken"]
         self.workflow_id: str = data["workflowExecution"]["workflowId"]
         self.run_id: str = data["workflowExecution"]["runId"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from caravand.values import NONE, is_none, timeout_seconds
+from caravand.values import NONE, attributes_of, is_none, timeout_seconds
 
 
 @pytest.mark.parametrize("value", ["NONE", "none", " None ", NONE])
@@ -27,3 +27,10 @@ def test_timeout_seconds(value, seconds):
 def test_a_timeout_that_is_neither_seconds_nor_none_is_refused(value):
     with pytest.raises(ValueError):
         timeout_seconds(value)
+
+
+def test_attributes_of_an_event_are_its_own_dict():
+    attributes = {"timerId": "t", "startToFireTimeout": "5"}
+    event = {"eventId": 3, "eventType": "TimerStarted", "timerStartedEventAttributes": attributes}
+    assert attributes_of(event) is attributes
+    assert attributes_of({"eventId": 4, "eventType": "Odd"}) == {}
