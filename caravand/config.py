@@ -14,9 +14,12 @@ import dataclasses
 import difflib
 import inspect
 import ipaddress
+import logging
+import logging.config
 import math
 import os
 import re
+import sys
 import urllib.parse
 from collections.abc import Callable
 
@@ -695,14 +698,36 @@ def load(source: str | Ini, overrides: dict[str, str] | None = None) -> Config:
     )
 
 
-def setup_logging(config: Config) -> None:
-    """Apply the ini's [loggers]/[handlers]/[formatters] with fileConfig, as pserve does."""
-    import logging.config
+#: caravand's log line: time, pid, level, logger (caravanctl's leaves the pid out).
+LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
+#: Libraries that log a line per request or retry: WARNING and above only, unless --debug.
+QUIET_LOGGERS = ("botocore", "boto3", "urllib3")
 
-    if not config.has_logging:
+
+def setup_logging(
+    config: Config | None = None, *, level: int | None = None, fmt: str = LOG_FORMAT, quiet_libraries: bool = True
+) -> None:
+    """Set logging up: the one place for caravand (start, reload, --check's child), caravanctl and the pollers.
+
+    An ini with [loggers], [handlers] and [formatters] is applied with
+    fileConfig, as pserve does, from the text read once (not from the file
+    again); it then says everything, botocore's level included. Otherwise,
+    given a ``level``, lines in ``fmt`` go to stderr, and botocore, boto3
+    and urllib3 log warnings only (``quiet_libraries``); without one (a
+    reload, the import check) nothing changes.
+    """
+    if config is not None and config.has_logging:
+        defaults = {"here": os.path.dirname(config.path), "__file__": config.path}
+        parser = configparser.ConfigParser(defaults)  # what fileConfig(path) builds, over the same text
+        try:
+            parser.read_string(config.ini.text, config.path)
+            logging.config.fileConfig(parser, disable_existing_loggers=False)
+        except Exception as exc:  # fileConfig raises KeyError, ValueError, ImportError...
+            raise ConfigError(f"{config.path}: logging sections: {type(exc).__name__}: {exc}") from None
         return
-    defaults = {"here": os.path.dirname(config.path), "__file__": config.path}
-    try:
-        logging.config.fileConfig(config.path, defaults=defaults, disable_existing_loggers=False)
-    except Exception as exc:  # fileConfig raises KeyError, ValueError, ImportError...
-        raise ConfigError(f"{config.path}: logging sections: {type(exc).__name__}: {exc}") from None
+    if level is None:
+        return
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+    if quiet_libraries:
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)

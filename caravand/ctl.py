@@ -27,7 +27,7 @@ import urllib.parse
 from collections.abc import Callable
 
 from caravand import __version__, embedded, output, swf
-from caravand.config import DEFAULT_EMBEDDED_PORT, is_loopback, read_ini
+from caravand.config import DEFAULT_EMBEDDED_PORT, is_loopback, read_ini, setup_logging
 from caravand.swf import CaravanError, UsageError
 from caravand.timespec import (
     DURATION_HELP,
@@ -828,26 +828,25 @@ def build_parser(prog: str = "caravanctl") -> Parser:
     return parser
 
 
-def setup_logging(args) -> None:
+#: A command's log line on stderr (caravand's names its process too).
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def log_level(args) -> int:
     """Warnings only by default (``log_level`` in the parser's defaults says otherwise); more with --verbose."""
     quiet = getattr(args, "log_level", logging.WARNING)
     if args.debug:
-        level = logging.DEBUG
-    elif args.verbose:
-        level = logging.DEBUG if quiet <= logging.INFO else logging.INFO
-    else:
-        level = quiet
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.debug:
-        for noisy in ("botocore", "boto3", "urllib3"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+        return logging.DEBUG
+    if args.verbose:
+        return logging.DEBUG if quiet <= logging.INFO else logging.INFO
+    return quiet
 
 
 def run(parser: Parser, argv: list[str] | None) -> int:
     """Parse, run, and turn every known error into one line and its exit code."""
     try:
         args = parser.parse_args(argv)
-        setup_logging(args)
+        setup_logging(level=log_level(args), fmt=LOG_FORMAT, quiet_libraries=not args.debug)
         return args.run(Context(args), args)
     except CaravanError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)

@@ -25,9 +25,6 @@ from caravand.swf import CaravanError, ConfigError, UsageError
 
 log = logging.getLogger("caravand")
 
-LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
-
-
 EPILOG = """\
 exit codes:
   0   stopped cleanly (TERM, INT, QUIT)
@@ -124,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             if not pidfile:
                 raise UsageError("--daemon needs a pidfile: --pidfile PATH, or pidfile in [caravand]")
             return run_daemon(config, pidfile, args.log_file or config.master.log_file or f"{pidfile}.log")
-        setup_logs(config)
+        setup_logging(config, level=logging.INFO)
         lock = PidFile(pidfile) if pidfile else None
         if lock:
             lock.acquire()
@@ -138,16 +135,6 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-
-
-def setup_logs(config: Config) -> None:
-    """The ini's logging sections, as pserve applies them; else INFO lines on stderr."""
-    if config.has_logging:
-        setup_logging(config)
-        return
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
-    for noisy in ("botocore", "boto3", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def run_master(config: Config, lock: PidFile | None, log_file: str | None = None) -> int:
@@ -185,7 +172,7 @@ def run_daemon(config: Config, pidfile: str, log_file: str) -> int:
     with context:
         # Logging is set up here, not before: DaemonContext closes every
         # descriptor it was not told to keep, log files included.
-        setup_logs(config)
+        setup_logging(config, level=logging.INFO)
         return run_master(config, lock, log_file)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import io
+import logging
 import os
 import textwrap
 
@@ -43,6 +44,30 @@ modules = caravand.examples.greeting_activities
 """
 
 
+LOGGING = """
+[loggers]
+keys = root
+
+[handlers]
+keys = stderr
+
+[formatters]
+keys = plain
+
+[logger_root]
+level = INFO
+handlers = stderr
+
+[handler_stderr]
+class = StreamHandler
+args = (sys.stderr,)
+formatter = plain
+
+[formatter_plain]
+format = %(levelname)s %(name)s: %(message)s
+"""
+
+
 @pytest.fixture
 def reads(monkeypatch):
     """``reads(path)``: how many times ``path`` was opened for reading since the fixture started."""
@@ -65,11 +90,44 @@ def write_ini(tmp_path, text: str) -> str:
     return str(path)
 
 
+@pytest.fixture
+def saved_logging():
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    yield
+    for handler in root.handlers:
+        if handler not in saved[0]:
+            handler.close()
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+
+
 def test_a_load_reads_the_file_once_however_many_pools(tmp_path, reads):
     path = write_ini(tmp_path, INI)
     loaded = config.load(path, {"dom": "Other"})
     assert len(loaded.pools) == 3 and {p.domain for p in loaded.pools.values()} == {"Other"}
     assert reads(path) == 1  # it was 1 + 3 per pool: section_keys twice and PasteDeploy's own loader
+
+
+def test_a_load_and_its_logging_read_the_file_once(tmp_path, reads, saved_logging):
+    path = write_ini(tmp_path, INI + LOGGING)
+    loaded = config.load(path)
+    config.setup_logging(loaded, level=logging.INFO)  # the ini's sections, from the reading already made
+    assert reads(path) == 1
+    assert logging.getLogger().handlers[-1].formatter._fmt == "%(levelname)s %(name)s: %(message)s"
+
+
+def test_without_logging_sections_lines_go_to_stderr_and_boto_is_quiet(tmp_path, saved_logging, monkeypatch):
+    loaded = config.load(write_ini(tmp_path, INI))
+    logging.getLogger().handlers[:] = []
+    for name in config.QUIET_LOGGERS:
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    config.setup_logging(loaded)  # a reload or the import check: only an ini's own sections apply
+    assert logging.getLogger().handlers == []
+    config.setup_logging(loaded, level=logging.INFO)  # caravand's start
+    assert logging.getLogger().level == logging.INFO
+    assert logging.getLogger().handlers[0].formatter._fmt == config.LOG_FORMAT
+    assert {logging.getLogger(name).level for name in config.QUIET_LOGGERS} == {logging.WARNING}
 
 
 def test_caravand_check_reads_the_file_once(tmp_path, reads, capsys):
