@@ -26,9 +26,9 @@ import time
 
 from caravand import swf
 from caravand.poller import Backoff
+from caravand.registration import type_registration
 from caravand.sigmask import start_quiet
-from caravand.values import timeout_seconds
-from caravand.workflow import truncate, type_registration
+from caravand.values import timeout_seconds, truncate
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from caravand import registration, swf
 from caravand.activity import Activity, ActivityCanceled, ActivityTask
 from caravand.loader import load_classes
 from caravand.poller import Poller
-from caravand.workflow import truncate
+from caravand.values import truncate
 
 log = logging.getLogger(__name__)
 

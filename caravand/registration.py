@@ -26,6 +26,20 @@ _KINDS = {
 }
 
 
+def type_registration(cls, defaults: dict[str, str]) -> dict:
+    """Register*Type parameters of a Workflow or Activity class: name, version, description, defaults.
+
+    ``defaults`` maps the class attributes to SWF's parameter names
+    (``workflow.WORKFLOW_DEFAULTS``, ``activity.ACTIVITY_DEFAULTS``).
+    """
+    params = {"name": cls.name, "version": cls.version, "description": cls.description}
+    for attribute, param in defaults.items():
+        value = getattr(cls, attribute)
+        if value is not None:
+            params[param] = {"name": value} if param == "defaultTaskList" else str(value)
+    return {k: v for k, v in params.items() if v is not None}
+
+
 def drift(wanted: dict, configuration: dict) -> list[str]:
     """The defaults where the registered ``configuration`` differs from ``wanted``."""
     differences = []

@@ -1,7 +1,8 @@
-"""SWF's values as caravand reads them: timeouts that may be "NONE", a history event's attributes.
+"""SWF's values as caravand reads and writes them: "NONE" timeouts, an event's attributes, text cut to a limit.
 
 Plain functions without boto3, shared by the authoring API (workflow,
-activity), the pollers and caravanctl's output.
+activity), the pollers and caravanctl's output. SWF's size limits are
+in :mod:`caravand.swf` (``MAX_REASON``, ``MAX_INPUT``...).
 """
 
 from __future__ import annotations
@@ -31,3 +32,22 @@ def attributes_of(event: dict) -> dict:
         if key.endswith("EventAttributes"):
             return value
     return {}
+
+
+def truncate(text, limit: int, keep: str = "head") -> str | None:
+    """``text`` as a string of at most ``limit`` characters (None stays None).
+
+    ``keep="tail"`` keeps the end instead, as for a traceback, whose last
+    lines say what went wrong. Only for a reason or details: a payload (an
+    input, result or control) cut short is broken data (see
+    ``caravand.workflow.checked_payload``).
+    """
+    if text is None:
+        return None
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    marker = "...[truncated]"
+    if keep == "tail":
+        return marker + text[len(text) - (limit - len(marker)) :]
+    return text[: limit - len(marker)] + marker

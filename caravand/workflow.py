@@ -18,8 +18,9 @@ import dataclasses
 import json
 import pprint
 
+from caravand.registration import type_registration
 from caravand.swf import MAX_INPUT, MAX_REASON
-from caravand.values import NONE, attributes_of
+from caravand.values import NONE, attributes_of, truncate
 
 #: Workflow class attribute -> RegisterWorkflowType parameter.
 WORKFLOW_DEFAULTS = {
@@ -30,37 +31,6 @@ WORKFLOW_DEFAULTS = {
     "default_child_policy": "defaultChildPolicy",
     "default_lambda_role": "defaultLambdaRole",
 }
-
-
-def type_registration(cls, defaults: dict[str, str]) -> dict:
-    """Register*Type parameters of a Workflow or Activity class: name, version, description, defaults.
-
-    ``defaults`` maps the class attributes to SWF's parameter names.
-    """
-    params = {"name": cls.name, "version": cls.version, "description": cls.description}
-    for attribute, param in defaults.items():
-        value = getattr(cls, attribute)
-        if value is not None:
-            params[param] = {"name": value} if param == "defaultTaskList" else str(value)
-    return {k: v for k, v in params.items() if v is not None}
-
-
-def truncate(text, limit: int, keep: str = "head") -> str | None:
-    """``text`` as a string of at most ``limit`` characters (None stays None).
-
-    ``keep="tail"`` keeps the end instead, as for a traceback, whose last
-    lines say what went wrong. Only for a reason or details: a payload (an
-    input, result or control) cut short is broken data (see ``checked_payload``).
-    """
-    if text is None:
-        return None
-    text = str(text)
-    if len(text) <= limit:
-        return text
-    marker = "...[truncated]"
-    if keep == "tail":
-        return marker + text[len(text) - (limit - len(marker)) :]
-    return text[: limit - len(marker)] + marker
 
 
 class PayloadTooLarge(ValueError):

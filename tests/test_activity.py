@@ -8,8 +8,9 @@ import pytest
 from botocore.stub import Stubber
 from stubs import offline_client
 
-from caravand import Activity, ActivityCanceled, ActivityTask, activity
+from caravand import Activity, ActivityCanceled, ActivityTask
 from caravand.activity import Heartbeater
+from caravand.values import truncate
 
 
 def task_data(**overrides) -> dict:
@@ -100,12 +101,12 @@ def test_heartbeat_details_are_cut_to_2048(stubbed):
     stub.add_response(
         "record_activity_task_heartbeat",
         {"cancelRequested": False},
-        {"taskToken": "token-1", "details": activity.truncate(details, 2048)},
+        {"taskToken": "token-1", "details": truncate(details, 2048)},
     )
     task = ActivityTask(task_data(), client)
     assert task.heartbeat(details) is False
     Heartbeater(task, None).beat()
-    assert len(activity.truncate(details, 2048)) == 2048
+    assert len(truncate(details, 2048)) == 2048
 
 
 def test_heartbeat_unknown_resource_means_lost(stubbed):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from caravand.values import NONE, attributes_of, is_none, timeout_seconds
+from caravand.values import NONE, attributes_of, is_none, timeout_seconds, truncate
 
 
 @pytest.mark.parametrize("value", ["NONE", "none", " None ", NONE])
@@ -34,3 +34,13 @@ def test_attributes_of_an_event_are_its_own_dict():
     event = {"eventId": 3, "eventType": "TimerStarted", "timerStartedEventAttributes": attributes}
     assert attributes_of(event) is attributes
     assert attributes_of({"eventId": 4, "eventType": "Odd"}) == {}
+
+
+def test_truncate():
+    assert truncate(None, 10) is None
+    assert truncate("short", 10) == "short"
+    assert truncate(12345, 10) == "12345"
+    head = truncate("abcdefghijklmnopqrstuvwxyz", 20)
+    assert len(head) == 20 and head.startswith("abcdef") and head.endswith("...[truncated]")
+    tail = truncate("abcdefghijklmnopqrstuvwxyz", 20, keep="tail")
+    assert len(tail) == 20 and tail.startswith("...[truncated]") and tail.endswith("uvwxyz")

@@ -16,7 +16,7 @@ from botocore.validate import validate_parameters
 from stubs import T0, event
 
 from caravand import DecisionDone, DecisionTask, TaskState, Workflow, WorkflowFailure, swf
-from caravand.workflow import PayloadTooLarge, truncate
+from caravand.workflow import PayloadTooLarge
 
 
 def started(event_id: int = 1, input: str | None = None) -> dict:
@@ -619,16 +619,6 @@ def test_cancel():
     # Details, unlike a payload, may be cut.
     assert len(task.cancel("d" * 40000)["cancelWorkflowExecutionDecisionAttributes"]["details"]) == swf.MAX_INPUT
     assert_valid_decisions(task.decisions)
-
-
-def test_truncate():
-    assert truncate(None, 10) is None
-    assert truncate("short", 10) == "short"
-    assert truncate(12345, 10) == "12345"
-    head = truncate("abcdefghijklmnopqrstuvwxyz", 20)
-    assert len(head) == 20 and head.startswith("abcdef") and head.endswith("...[truncated]")
-    tail = truncate("abcdefghijklmnopqrstuvwxyz", 20, keep="tail")
-    assert len(tail) == 20 and tail.startswith("...[truncated]") and tail.endswith("uvwxyz")
 
 
 # -- Workflow
