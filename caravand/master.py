@@ -27,6 +27,8 @@ import signal
 import sys
 import tempfile
 import time
+import types
+from collections.abc import Mapping
 
 import setproctitle
 
@@ -174,6 +176,9 @@ class ReloadCheck:
 class Pool:
     """A pool's spec, restart state and children; ``draining`` once removed or replaced.
 
+    The pool owns its children: ``add`` and ``remove`` alone change them,
+    and the master finds a child by pid through its pools (``Master.children``).
+
     ``registration``: ``pending`` (to do), ``running`` (a registrar runs),
     ``done``, or ``failed`` (tried again at ``registration_retry_at``). The
     pool's first children wait for the first attempt to end, whatever its
@@ -185,7 +190,7 @@ class Pool:
         self.name = spec.name
         self.health = PoolHealth(spec.name, spec.restart_policy(), clock, rng)
         self.target = spec.processes
-        self.children: dict[int, Child] = {}  # by index
+        self._children: dict[int, Child] = {}  # by index
         self.draining = False
         self.replaces: Pool | None = None  # the older pool to drain once this one is up
         self.registration = "pending" if registration else "done"
@@ -193,6 +198,21 @@ class Pool:
         self.registration_backoff = Backoff(base=5.0, cap=300.0, rng=rng)
         self.may_serve = not registration  # False until the first registration attempt ended
         self.last_failure: str | None = None  # why its last child gave up, for the log and STATUS
+
+    @property
+    def children(self) -> Mapping[int, Child]:
+        """Its children by index, read-only: ``add`` and ``remove`` change them."""
+        return types.MappingProxyType(self._children)
+
+    def add(self, child: Child) -> None:
+        if child.index in self._children:
+            raise RuntimeError(f"{child.label}: index taken by pid {self._children[child.index].pid}")
+        self._children[child.index] = child
+
+    def remove(self, child: Child) -> None:
+        """``child`` exited: its index is free again."""
+        if self._children.get(child.index) is child:
+            del self._children[child.index]
 
     def active(self) -> list[Child]:
         """Children that count towards the target: not leaving, not being replaced."""
@@ -203,7 +223,7 @@ class Pool:
 
     def free_index(self) -> int:
         index = 1
-        while index in self.children:
+        while index in self._children:
             index += 1
         return index
 
@@ -218,8 +238,9 @@ class Master:
         self.rng = rng or random.random
         self.pid = os.getpid()
         self.pools: dict[str, Pool] = {}
+        # Removed or replaced pools, until their last child is gone: with
+        # self.pools, every pool that has children (Master.children reads them).
         self.draining: list[Pool] = []
-        self.children: dict[int, Child] = {}
         self.signal_queue: list[int] = []
         self.selector: selectors.BaseSelector | None = None
         self.wakeup: tuple[int, int] | None = None
@@ -246,6 +267,12 @@ class Master:
 
     def now(self) -> float:
         return self.system.monotonic()
+
+    @property
+    def children(self) -> Mapping[int, Child]:
+        """Every child by pid, read-only, from the pools that own them: the serving and the draining."""
+        pools = [*self.pools.values(), *self.draining]
+        return types.MappingProxyType({child.pid: child for pool in pools for child in pool.children.values()})
 
     # -- life
 
@@ -427,8 +454,7 @@ class Master:
         now = self.now()
         jitter = int(self.rng() * (pool.spec.max_tasks_jitter + 1)) if pool.spec.max_tasks else 0
         child = Child(pid, pool, index, read_end, now, now, max_tasks=pool.spec.max_tasks + jitter)
-        pool.children[index] = child
-        self.children[pid] = child
+        pool.add(child)
         self.selector.register(read_end, selectors.EVENT_READ, child)
         log.info("spawned: %s (pid %d)", child.label, pid)
         return child
@@ -560,15 +586,14 @@ class Master:
             if check is not None:
                 self.reload_checked(check, status)
                 continue
-            child = self.children.pop(pid, None)
+            child = self.children.get(pid)
             if child is not None:
                 self.child_exited(child, status)
 
     def child_exited(self, child: Child, status: int) -> None:
         self.unregister(child)
         pool = child.pool
-        if pool.children.get(child.index) is child:
-            del pool.children[child.index]
+        pool.remove(child)
         self.read_stack(child)
         now = self.now()
         uptime = now - child.started_at

@@ -133,8 +133,7 @@ def spawned(monkeypatch):
     def fake_spawn(self, pool):
         now = self.now()
         child = Child(next(pids), pool, pool.free_index(), -1, now, now, max_tasks=pool.spec.max_tasks)
-        pool.children[child.index] = child
-        self.children[child.pid] = child
+        pool.add(child)
         made.append(child)
         return child
 
@@ -181,7 +180,7 @@ def pool(tmp_path, clock):
 
 def new_child(pool: Pool, clock: Clock, index: int = 1) -> Child:
     child = Child(100 + index, pool, index, -1, clock(), clock())
-    pool.children[index] = child
+    pool.add(child)
     return child
 
 
@@ -236,8 +235,12 @@ def test_pool_free_index_active_and_booted(pool, clock):
     assert pool.free_index() == 1
     one, two, three = (new_child(pool, clock, i) for i in (1, 2, 3))
     assert pool.free_index() == 4
-    del pool.children[2]
+    pool.remove(two)
     assert pool.free_index() == 2  # the lowest free index is reused
+    with pytest.raises(RuntimeError, match="demo#1: index taken by pid 101"):
+        pool.add(Child(999, pool, 1, -1, clock(), clock()))
+    with pytest.raises(TypeError):
+        pool.children[2] = two  # only add() and remove() change a pool's children
     assert pool.active() == [one, three]
     assert pool.booted() == []
     one.booted_at = three.booted_at = clock()
@@ -808,6 +811,33 @@ def test_a_second_reload_before_the_replacement_booted_keeps_the_serving_generat
     master.manage_pools(clock())
     assert all(c.retiring for c in first)  # generation 3 is up: now generation 1 goes
     assert not any(c.retiring for c in third)
+
+
+def test_the_pools_own_their_children_and_the_master_finds_them_by_pid(tmp_path, system, spawned, clock):
+    """One index: a replaced pool's children, draining, are still found by pid and reaped; then the pool is forgotten."""
+    cfg = write_config(tmp_path)
+    master = make_master(cfg, system)
+    master.manage_pools(clock())
+    boot_all(master)
+    first = list(spawned)
+    old = master.pools["demo"]
+    path = pathlib.Path(cfg.path)
+    path.write_text(
+        path.read_text().replace("modules = caravand.examples.demo", "modules = caravand.examples.greeting")
+    )
+    master.reload()
+    master.manage_pools(clock())
+    boot_all(master)
+    master.manage_pools(clock())  # the new generation is up: the old one drains
+    assert master.draining == [old] and all(c.retiring for c in first)
+    assert set(master.children) == {c.pid for c in spawned} and len(spawned) == 4  # serving and draining
+    with pytest.raises(TypeError):
+        master.children[1] = first[0]  # derived from the pools: nothing to keep in step
+    system.exits.extend((c.pid, exited(0)) for c in first)
+    master.reap()
+    assert set(master.children) == {c.pid for c in spawned[2:]} and not old.children
+    master.manage_pools(clock())
+    assert master.draining == []
 
 
 def test_good_bad_bad_good_reloads_never_leave_zero_workers(tmp_path, system, spawned, clock):
