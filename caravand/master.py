@@ -736,18 +736,22 @@ class Master:
                 for child in list(pool.children.values()):
                     if child.recycling and not child.retiring:
                         self.retire(child, "replaced")
-                if pool.replaces is not None:
-                    self.drain(pool.replaces, f"replaced by the new {pool.name}")
-                    pool.replaces = None
+                self.drain_replaced(pool, f"replaced by the new {pool.name}")
 
-    def drain(self, pool: Pool, why: str) -> None:
-        """Let a removed or replaced pool's children finish and go."""
+    def drain(self, pool: Pool, why: str | None = None) -> None:
+        """Take ``pool`` out of service: it spawns no more, and is forgotten once its last child is gone.
+
+        With ``why``, its children are retired now, for that reason; without,
+        they serve on until the pool that replaces it is up (``drain_replaced``).
+        The one way a pool drains; calling it again retires what still serves.
+        """
         pool.draining = True
         pool.health.stop()
         if pool not in self.draining:
             self.draining.append(pool)
-        for child in list(pool.children.values()):
-            self.retire(child, why)
+        if why is not None:
+            for child in list(pool.children.values()):
+                self.retire(child, why)
 
     def serving_generation(self, pool: Pool) -> Pool:
         """The generation of ``pool`` that serves until a newer one is up; the others go now.
@@ -761,16 +765,13 @@ class Master:
         if pool.replaces is not None:
             serving, pool.replaces = pool.replaces, None
             self.drain(pool, f"superseded by a newer {pool.name} before it was up")
-        if serving not in self.draining:
-            self.draining.append(serving)
-        serving.health.stop()
-        serving.draining = True
+        self.drain(serving)  # its children serve on until the newest generation is up
         return serving
 
-    def drain_replaced(self, pool: Pool) -> None:
-        """An older generation that waited for ``pool`` to boot goes now: ``pool`` is superseded too."""
+    def drain_replaced(self, pool: Pool, why: str) -> None:
+        """The older generation that served until ``pool`` was up goes now (``pool`` is up, or removed)."""
         if pool.replaces is not None:
-            self.drain(pool.replaces, f"superseded by a newer {pool.name}")
+            self.drain(pool.replaces, why)
             pool.replaces = None
 
     # -- stop and reload
@@ -901,8 +902,8 @@ class Master:
                 else:
                     log.info("added: %s", name)
                 self.pools[name] = fresh
-        for pool in old_pools.values():
-            self.drain_replaced(pool)
+        for pool in old_pools.values():  # removed: with the older generation it was to replace, if any
+            self.drain_replaced(pool, "removed from the ini")
             self.drain(pool, "removed from the ini")
         if registers_domains_now:  # the pools it keeps register their domains too (the new ones do anyway)
             for pool in self.pools.values():

@@ -813,6 +813,30 @@ def test_a_second_reload_before_the_replacement_booted_keeps_the_serving_generat
     assert not any(c.retiring for c in third)
 
 
+def test_a_pool_removed_before_its_replacement_was_up_drains_both_generations(tmp_path, system, spawned, clock):
+    cfg = write_config(tmp_path, names=("demo", "other"))
+    master = make_master(cfg, system)
+    master.manage_pools(clock())
+    boot_all(master)
+    first = [c for c in spawned if c.pool.name == "demo"]
+    path = pathlib.Path(cfg.path)
+    text = path.read_text()
+    path.write_text(text.replace("modules = caravand.examples.demo", "modules = caravand.examples.greeting", 1))
+    master.reload()
+    master.manage_pools(clock())
+    second = list(master.pools["demo"].children.values())
+    assert len(second) == 2 and not any(c.retiring for c in first)  # the first generation serves meanwhile
+    path.write_text(text[: text.index("[pool:demo]")] + text[text.index("[pool:other]") :])  # demo removed
+    master.reload()
+    assert "demo" not in master.pools
+    assert all(c.retiring for c in first + second)
+    assert {p.name for p in master.draining} == {"demo"} and len(master.draining) == 2
+    system.exits.extend((c.pid, exited(0)) for c in first + second)
+    master.reap()
+    master.manage_pools(clock())
+    assert master.draining == [] and set(master.children) == {c.pid for c in spawned if c.pool.name == "other"}
+
+
 def test_the_pools_own_their_children_and_the_master_finds_them_by_pid(tmp_path, system, spawned, clock):
     """One index: a replaced pool's children, draining, are still found by pid and reaped; then the pool is forgotten."""
     cfg = write_config(tmp_path)
