@@ -1,16 +1,11 @@
-"""caravanctl: the operator's command line to SWF, and the seed's caravan-* aliases.
+"""caravanctl's commands: the operator's command line to SWF, and the seed's caravan-* aliases.
 
 Each command is one :class:`Command` record: its arguments and the function
-that runs it. ``caravanctl`` mounts them as sub-commands; a seed alias such
-as ``caravan-start`` is the same record under a parser of its own, so both
-accept the same flags and behave the same.
-
-Exit codes: 0 ok, 1 the request failed (SWF refused it or could not be
-reached), 2 usage (the command line cannot be read), 78 configuration (ini,
-credentials, region, profile, or a port or directory that a setting or a
-flag names and that cannot be had). Every error is one line on stderr; no
-traceback reaches the user. Every call to SWF ends within
-``swf.CALL_BUDGET`` seconds (about 15), its retries included.
+that runs it in a :class:`caravand.cli.Context`. ``caravanctl`` mounts them
+as sub-commands; a seed alias such as ``caravan-start`` is the same record
+under a parser of its own, so both accept the same flags and behave the
+same. The frame (parsing, common options, exit codes, one-line errors) is
+:mod:`caravand.cli`'s.
 """
 
 from __future__ import annotations
@@ -18,17 +13,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import functools
-import logging
-import re
 import sys
 import time
-import urllib.parse
 from collections.abc import Callable
 
 from caravand import __version__, embedded, output, swf
-from caravand.config import DEFAULT_EMBEDDED_PORT, is_loopback, read_ini, setup_logging
-from caravand.swf import CaravanError, UsageError
+from caravand.cli import Context, Parser, add_common, run
+from caravand.config import DEFAULT_EMBEDDED_PORT
+from caravand.swf import UsageError
 from caravand.timespec import (
     DURATION_HELP,
     UTC,
@@ -39,51 +31,12 @@ from caravand.timespec import (
     parse_when,
 )
 
-log = logging.getLogger("caravand.ctl")
-
 CHILD_POLICIES = ("TERMINATE", "REQUEST_CANCEL", "ABANDON")
 CLOSE_STATUSES = ("COMPLETED", "FAILED", "CANCELED", "TERMINATED", "CONTINUED_AS_NEW", "TIMED_OUT")
 #: An execution can stay open for a year: look that far back to find one by id.
 MAX_EXECUTION_AGE = datetime.timedelta(days=366)
-#: The operations moto's emulator lacks (it answers them with an HTTP 500).
-EMULATOR_LACKS = frozenset(
-    {
-        "CountClosedWorkflowExecutions",
-        "CountOpenWorkflowExecutions",
-        "DeleteActivityType",
-        "DeleteWorkflowType",
-        "RequestCancelWorkflowExecution",
-        "RespondActivityTaskCanceled",
-    }
-)
 #: How often ``start --wait-type`` asks whether the type is registered (SWF refills Describe* at 6/s).
 WAIT_TYPE_INTERVAL = 0.5
-#: Shown by --help, and the README says the same.
-EXIT_CODES = """\
-exit codes:
-  0   done
-  1   the request failed: SWF refused it (its error code and message) or could not be reached
-  2   usage: the command line cannot be read (a bad flag or value)
-  78  configuration: the ini, credentials, region or profile, or a port or directory
-      that a setting or a flag names and that cannot be had (a port in use)
-every error is one line on stderr; every call to SWF ends within about 15 s, retries included"""
-
-
-class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line and exit 2, and whose --help names the exit codes.
-
-    A word such as ``-1d`` is a value, not an option: ``--oldest -1d``
-    means one day ago, as ``--oldest 1d`` does.
-    """
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("epilog", EXIT_CODES)
-        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
-        super().__init__(*args, **kwargs)
-        self._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d+[smhdw]$")
-
-    def error(self, message):
-        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 # -- argument types: each returns the clean value or raises with what it expected
@@ -145,19 +98,6 @@ def port_number(value: str) -> int:
     return int(value)
 
 
-def endpoint_url(value: str) -> str:
-    """An http(s) URL with a host, as botocore wants it; checked here so that a typo is a usage error."""
-    try:
-        parts = urllib.parse.urlsplit(value)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
-    except ValueError:
-        ok = False
-    if not ok:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an endpoint URL: expected http(s)://HOST[:PORT]")
-    return value
-
-
 def wait_seconds(value: str) -> int:
     try:
         return parse_duration(value)
@@ -167,132 +107,6 @@ def wait_seconds(value: str) -> int:
 
 identifier = limited("the workflow id", swf.MAX_NAME)
 payload = limited("--input", swf.MAX_INPUT)
-
-
-# -- the context every command runs in
-
-
-class Context:
-    """The parsed options, where SWF is, and one lazily built client."""
-
-    def __init__(self, args: argparse.Namespace):
-        self.args = args
-        # -c: the ini read once, and only its [caravand] validated (and the
-        # pools' domains read as written): no pool module is imported here.
-        self.ini = read_ini(args.config) if args.config else None
-        self.master = self.ini.master() if self.ini else None
-        base = self.master.endpoint() if self.master else swf.Endpoint()
-        self.endpoint = base.with_overrides(
-            endpoint_url=getattr(args, "endpoint_url", None),
-            region=getattr(args, "region", None),
-            profile=getattr(args, "profile", None),
-        )
-
-    @functools.cached_property
-    def client(self):
-        """A client whose every call (retries included) ends within swf.CALL_BUDGET seconds."""
-        return swf.BoundedClient(swf.Clients(self.endpoint))
-
-    @functools.cached_property
-    def emulator(self) -> bool:
-        """Whether SWF here is moto's emulator, whose list filters misbehave.
-
-        That is the embedded endpoint, or any endpoint on loopback (a moto
-        server of ``caravanctl local-endpoint`` or of the tests), however it
-        was named: ``-c``, ``--endpoint-url`` or ``AWS_ENDPOINT_URL_SWF``.
-        """
-        return self.endpoint.embedded or is_loopback(self.client.meta.endpoint_url)
-
-    @property
-    def domain(self) -> str:
-        domain = getattr(self.args, "domain", None)
-        if domain:
-            return domain
-        # With -c, an ini whose pools all use one domain makes it the default.
-        domains = self.ini.pool_domains() if self.ini else set()
-        if len(domains) == 1:
-            return domains.pop()
-        raise UsageError("no domain: give -d/--domain")
-
-    @property
-    def json(self) -> bool:
-        return bool(getattr(self.args, "json", False))
-
-    def call(self, method: str, **params) -> dict:
-        log.info("calling %s", swf.api_name(self.client, method))
-        try:
-            return swf.call(self.client, method, **params)
-        except swf.SWFError as exc:
-            raise self.explain(exc) from exc
-
-    def paginate(self, method: str, result_key: str, **params) -> list[dict]:
-        log.info("listing %s", swf.api_name(self.client, method))
-        try:
-            return list(swf.paginate(self.client, method, result_key, **params))
-        except swf.SWFError as exc:
-            raise self.explain(exc) from exc
-
-    def explain(self, exc: swf.SWFError) -> swf.SWFError:
-        """The emulator's HTTP 500 (a page of HTML) said as what it means: an operation or region it lacks."""
-        if exc.status is None or exc.status < 500 or not self.emulator:
-            return exc
-        region = self.client.meta.region_name
-        if exc.operation in EMULATOR_LACKS:
-            why = f"the local SWF endpoint (moto's emulator) does not implement {exc.operation}; real SWF does"
-        elif not known_region(region):
-            why = f"the local SWF endpoint knows no region {region!r}: give an AWS region such as us-east-1"
-        else:
-            why = f"the local SWF endpoint (moto's emulator) failed on it; it lacks parts of SWF: {exc.message}"
-        return swf.SWFError(exc.operation, f"HTTP {exc.status}", why, exc.status)
-
-    def done(self, message: str, data: dict | None = None) -> int:
-        """Report a successful change: JSON for programs, one line for people."""
-        if self.json:
-            output.dump_json(data or {})
-        else:
-            print(message)
-        return 0
-
-    def find_run_id(self, workflow_id: str, asked: str) -> str:
-        """The run id of the open execution ``workflow_id``, else of its newest closed one.
-
-        ``asked`` is what the user asked for (``describe -i ID``): errors name
-        it, not the list calls made to find the run.
-        """
-        window = {"oldestDate": datetime.datetime.now(UTC) - MAX_EXECUTION_AGE}
-        for method in ("list_open_workflow_executions", "list_closed_workflow_executions"):
-            try:
-                infos = self.paginate(
-                    method,
-                    "executionInfos",
-                    domain=self.domain,
-                    startTimeFilter=window,
-                    executionFilter={"workflowId": workflow_id},
-                )
-            except swf.SWFError as exc:
-                message = f"{exc.message}, while looking for its run with {exc.operation}"
-                raise swf.SWFError(asked, exc.code, message, exc.status) from exc
-            # The emulator ignores executionFilter: filter here as well.
-            infos = [i for i in infos if i["execution"]["workflowId"] == workflow_id]
-            if infos:
-                return max(infos, key=lambda i: i["startTimestamp"])["execution"]["runId"]
-        raise swf.SWFError(
-            asked,
-            "UnknownResourceFault",
-            f"no execution has workflow id {workflow_id!r} in domain {self.domain} "
-            f"(none open, none closed in the last {MAX_EXECUTION_AGE.days} days)",
-        )
-
-
-def known_region(region: str | None) -> bool:
-    """Whether botocore knows ``region`` for SWF in any partition (aws, aws-cn, aws-us-gov...)."""
-    import boto3
-
-    session = boto3.Session()
-    return any(
-        region in session.get_available_regions("swf", partition_name=partition)
-        for partition in session.get_available_partitions()
-    )
 
 
 # -- the commands
@@ -619,6 +433,37 @@ def list_executions(ctx, args):
     return 0
 
 
+def find_run_id(ctx, workflow_id: str, asked: str) -> str:
+    """The run id of the open execution ``workflow_id``, else of its newest closed one.
+
+    ``asked`` is what the user asked for (``describe -i ID``): errors name
+    it, not the list calls made to find the run.
+    """
+    window = {"oldestDate": datetime.datetime.now(UTC) - MAX_EXECUTION_AGE}
+    for method in ("list_open_workflow_executions", "list_closed_workflow_executions"):
+        try:
+            infos = ctx.paginate(
+                method,
+                "executionInfos",
+                domain=ctx.domain,
+                startTimeFilter=window,
+                executionFilter={"workflowId": workflow_id},
+            )
+        except swf.SWFError as exc:
+            message = f"{exc.message}, while looking for its run with {exc.operation}"
+            raise swf.SWFError(asked, exc.code, message, exc.status) from exc
+        # The emulator ignores executionFilter: filter here as well.
+        infos = [i for i in infos if i["execution"]["workflowId"] == workflow_id]
+        if infos:
+            return max(infos, key=lambda i: i["startTimestamp"])["execution"]["runId"]
+    raise swf.SWFError(
+        asked,
+        "UnknownResourceFault",
+        f"no execution has workflow id {workflow_id!r} in domain {ctx.domain} "
+        f"(none open, none closed in the last {MAX_EXECUTION_AGE.days} days)",
+    )
+
+
 describe_arguments = history_arguments = execution_arguments
 
 #: What a closed execution's last event tells: (label, attribute) for ``describe``.
@@ -647,7 +492,7 @@ def close_event(ctx, execution: dict) -> dict | None:
     help="show a workflow execution: status, configuration, open counts, and the result or reason once closed",
 )
 def describe(ctx, args):
-    run_id = args.run_id or ctx.find_run_id(args.id, f"describe -i {args.id}")
+    run_id = args.run_id or find_run_id(ctx, args.id, f"describe -i {args.id}")
     execution = {"workflowId": args.id, "runId": run_id}
     data = ctx.call("describe_workflow_execution", domain=ctx.domain, execution=execution)
     data.pop("ResponseMetadata", None)
@@ -688,7 +533,7 @@ def describe(ctx, args):
 
 @command("history", arguments=history_arguments, help="print the whole event history of a workflow execution")
 def history(ctx, args):
-    run_id = args.run_id or ctx.find_run_id(args.id, f"history -i {args.id}")
+    run_id = args.run_id or find_run_id(ctx, args.id, f"history -i {args.id}")
     events = ctx.paginate(
         "get_workflow_execution_history",
         "events",
@@ -783,31 +628,12 @@ def local_endpoint(ctx, args):
         print("\n".join(f"  {line}" for line in embedded.export_lines(url)), flush=True)
 
     try:
-        return embedded.serve(port, verbose=getattr(args, "verbose", False), announce=announce)
+        return embedded.serve(port, verbose=args.verbose, announce=announce)
     except embedded.PortUnavailable as exc:
         raise swf.ConfigError(f"{exc}: {change}") from None
 
 
-# -- parsers
-
-
-def add_common(parser, *, suppress: bool, short_verbose: bool, verbose_help: str = "log to stderr") -> None:
-    """The options every command takes, before or after its name.
-
-    On sub-parsers (``suppress``) they default to SUPPRESS, so that an option
-    given before the command is not reset by the sub-parser's default.
-    ``-v`` means --verbose only where no command uses it for --version.
-    """
-    unset, off = (argparse.SUPPRESS, argparse.SUPPRESS) if suppress else (None, False)
-    parser.add_argument("-c", "--config", metavar="INI", default=unset, help="read [caravand] of this ini")
-    parser.add_argument("-d", "--domain", default=unset, help="SWF domain")
-    parser.add_argument("--endpoint-url", metavar="URL", type=endpoint_url, default=unset, help="SWF endpoint URL")
-    parser.add_argument("--region", default=unset, help="AWS region")
-    parser.add_argument("--profile", default=unset, help="AWS profile")
-    parser.add_argument("--json", action="store_true", default=off, help="print JSON")
-    verbose = ("-v", "--verbose") if short_verbose else ("--verbose",)
-    parser.add_argument(*verbose, action="store_true", default=off, help=verbose_help)
-    parser.add_argument("--debug", action="store_true", default=off, help="log botocore too")
+# -- caravanctl's parser
 
 
 def build_parser(prog: str = "caravanctl") -> Parser:
@@ -826,37 +652,6 @@ def build_parser(prog: str = "caravanctl") -> Parser:
         cmd.arguments(sub)
         sub.set_defaults(run=cmd.run)
     return parser
-
-
-#: A command's log line on stderr (caravand's names its process too).
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def log_level(args) -> int:
-    """Warnings only by default (``log_level`` in the parser's defaults says otherwise); more with --verbose."""
-    quiet = getattr(args, "log_level", logging.WARNING)
-    if args.debug:
-        return logging.DEBUG
-    if args.verbose:
-        return logging.DEBUG if quiet <= logging.INFO else logging.INFO
-    return quiet
-
-
-def run(parser: Parser, argv: list[str] | None) -> int:
-    """Parse, run, and turn every known error into one line and its exit code."""
-    try:
-        args = parser.parse_args(argv)
-        setup_logging(level=log_level(args), fmt=LOG_FORMAT, quiet_libraries=not args.debug)
-        return args.run(Context(args), args)
-    except CaravanError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # `caravanctl list | head`: the reader left; that is not an error.
-        sys.stderr.close()
-        return 0
 
 
 def main(argv: list[str] | None = None) -> int:

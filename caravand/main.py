@@ -16,8 +16,8 @@ import os
 import sys
 
 from caravand import __version__
+from caravand.cli import Parser
 from caravand.config import Config, check_overrides, load, read_ini, setup_logging, split_overrides
-from caravand.ctl import Parser
 from caravand.loader import check_imports_in_child
 from caravand.output import table
 from caravand.pidfile import PidFile

@@ -21,7 +21,7 @@ import sys
 from caravand import swf
 from caravand.activity import Activity
 from caravand.activity_worker import ActivityWorker
-from caravand.ctl import Context, Parser, add_common, run
+from caravand.cli import Context, Parser, add_common, run
 from caravand.decider import ON_ERROR, Decider
 from caravand.loader import add_to_sys_path, load_classes
 from caravand.workflow import Workflow
@@ -29,6 +29,8 @@ from caravand.workflow import Workflow
 PYTHONPATH_HELP = "directories searched first for the modules, comma-separated (as gunicorn's --pythonpath)"
 #: What a module found nowhere tells the user to do (caravand's message says: pythonpath in [caravand]).
 IMPORT_HINT = "run from its directory, give --pythonpath DIR, or install the package"
+#: One line per task (deciding:, working:) and the start and stop lines, as the daemon's children log.
+LOG_LEVEL = logging.INFO
 
 
 def poller_arguments(parser, register_flag: str, kind: str) -> None:
@@ -43,8 +45,6 @@ def poller_arguments(parser, register_flag: str, kind: str) -> None:
         register_flag, dest="register", action="store_true", default=True, help="register the types (the default)"
     )
     parser.add_argument("--no-register", dest="register", action="store_false", help="do not register the types")
-    # One line per task (deciding:, working:) and the start and stop lines, as the daemon's children log.
-    parser.set_defaults(log_level=logging.INFO)
 
 
 def search_path(pythonpath: str | None) -> list[str]:
@@ -135,14 +135,14 @@ def decider_main(argv: list[str] | None = None) -> int:
         "so SWF retries it (retry), or fail the execution (fail)",
     )
     parser.set_defaults(run=decider)
-    return run(parser, argv)
+    return run(parser, argv, quiet=LOG_LEVEL)
 
 
 def activity_main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="caravan-activity", description="Run one activity worker in the foreground.")
     poller_arguments(parser, "--register-activities", "Activity")
     parser.set_defaults(run=activity)
-    return run(parser, argv)
+    return run(parser, argv, quiet=LOG_LEVEL)
 
 
 if __name__ == "__main__":

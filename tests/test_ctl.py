@@ -19,6 +19,7 @@ import pytest
 from botocore.stub import Stubber
 
 from caravand import config, ctl, swf
+from caravand.cli import Context
 from caravand.timespec import format_time
 
 DOMAIN = "CaravanDemo"
@@ -76,7 +77,7 @@ def boto(fast_moto, monkeypatch):
     """
     from moto import mock_aws
 
-    monkeypatch.setattr(ctl.Context, "emulator", True)
+    monkeypatch.setattr(Context, "emulator", True)
 
     with mock_aws():
         client = boto3.client("swf", region_name="us-east-1")

@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from caravand import config, ctl, main
+from caravand import cli, config, ctl, main
 
 INI = """
 [DEFAULT]
@@ -142,7 +142,7 @@ def test_caravanctl_config_reads_the_file_once(tmp_path, reads):
     """-c: the endpoint, the default domain and the embedded port come from one reading."""
     path = write_ini(tmp_path, INI)
     args = ctl.build_parser().parse_args(["-c", path, "local-endpoint", "--env"])
-    ctx = ctl.Context(args)
+    ctx = cli.Context(args)
     assert ctx.endpoint.endpoint_url == "http://127.0.0.1:4612"
     assert ctx.domain == "CaravanDemo"
     assert ctx.master.embedded_port == 4612
@@ -157,5 +157,5 @@ def test_caravanctl_config_imports_no_pool_module_and_skips_the_daemon_checks(tm
     )
     with pytest.raises(config.ConfigError):
         config.load(path)
-    ctx = ctl.Context(ctl.build_parser().parse_args(["-c", path, "domain", "list"]))
+    ctx = cli.Context(ctl.build_parser().parse_args(["-c", path, "domain", "list"]))
     assert ctx.domain == "D"
