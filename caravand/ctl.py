@@ -191,10 +191,7 @@ def domain_name_arguments(parser):
     parser.add_argument("name", metavar="NAME")
 
 
-domain_describe_arguments = domain_deprecate_arguments = domain_name_arguments
-
-
-@command("domain", "describe", arguments=domain_describe_arguments, help="show a domain and its configuration")
+@command("domain", "describe", arguments=domain_name_arguments, help="show a domain and its configuration")
 def domain_describe(ctx, args):
     data = ctx.call("describe_domain", name=args.name)
     if ctx.json:
@@ -213,9 +210,7 @@ def domain_describe(ctx, args):
     return 0
 
 
-@command(
-    "domain", "deprecate", arguments=domain_deprecate_arguments, help="deprecate a domain (no new executions or types)"
-)
+@command("domain", "deprecate", arguments=domain_name_arguments, help="deprecate a domain (no new executions or types)")
 def domain_deprecate(ctx, args):
     ctx.call("deprecate_domain", name=args.name)
     return ctx.done(f"deprecated: {args.name}", {"name": args.name})
@@ -328,10 +323,9 @@ def terminate(ctx, args):
     return ctx.done(f"terminated: {args.id}", {"workflowId": args.id})
 
 
-cancel_arguments = execution_arguments
-
-
-@command("cancel", arguments=cancel_arguments, help="ask a workflow execution to cancel itself (its decider decides)")
+@command(
+    "cancel", arguments=execution_arguments, help="ask a workflow execution to cancel itself (its decider decides)"
+)
 def cancel(ctx, args):
     ctx.call("request_cancel_workflow_execution", domain=ctx.domain, workflowId=args.id, runId=args.run_id)
     return ctx.done(f"cancel requested: {args.id}", {"workflowId": args.id})
@@ -464,8 +458,6 @@ def find_run_id(ctx, workflow_id: str, asked: str) -> str:
     )
 
 
-describe_arguments = history_arguments = execution_arguments
-
 #: What a closed execution's last event tells: (label, attribute) for ``describe``.
 CLOSE_FIELDS = {
     "WorkflowExecutionCompleted": [("Result", "result")],
@@ -488,7 +480,7 @@ def close_event(ctx, execution: dict) -> dict | None:
 
 @command(
     "describe",
-    arguments=describe_arguments,
+    arguments=execution_arguments,
     help="show a workflow execution: status, configuration, open counts, and the result or reason once closed",
 )
 def describe(ctx, args):
@@ -531,7 +523,7 @@ def describe(ctx, args):
     return 0
 
 
-@command("history", arguments=history_arguments, help="print the whole event history of a workflow execution")
+@command("history", arguments=execution_arguments, help="print the whole event history of a workflow execution")
 def history(ctx, args):
     run_id = args.run_id or find_run_id(ctx, args.id, f"history -i {args.id}")
     events = ctx.paginate(
