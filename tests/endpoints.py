@@ -1,10 +1,10 @@
-"""Tiny endpoints on 127.0.0.1 for the tests of bounded calls (stdlib only, shut down by their context).
+"""Tiny endpoints on 127.0.0.1 for the tests of calls on the wire (shut down by their context).
 
 - :class:`SilentEndpoint` accepts every connection and never answers: a
   hung proxy, or a server stopped with SIGSTOP. Its connections are held
   open until it closes.
-- :class:`ScriptedSWF` answers each SWF request from a script, in order:
-  ``(status, body dict)``, or ``"silent"`` (hold the request unanswered).
+- :class:`ScriptedEndpoint` answers each SWF request from a script, in
+  order, and records what it was asked.
 """
 
 from __future__ import annotations
@@ -13,6 +13,10 @@ import http.server
 import json
 import socket
 import threading
+import time
+from typing import NamedTuple
+
+from caravand import swf
 
 
 class SilentEndpoint:
@@ -53,14 +57,42 @@ class SilentEndpoint:
             connection.close()
 
 
-class ScriptedSWF:
-    """Answers each request from ``script`` in order, then ``then``; ``requests`` lists (operation, body)."""
+class Request(NamedTuple):
+    """One request a ScriptedEndpoint received: SWF's operation name, when (``time.monotonic()``), the JSON body."""
 
-    def __init__(self, *script, then=(200, {})):
+    operation: str
+    at: float
+    body: dict
+
+
+class ScriptedEndpoint:
+    """An SWF endpoint on 127.0.0.1 that answers each request from a script, in order.
+
+    Steps: ``"ok"`` (200, ``{}``), ``"throttle"`` (400 ThrottlingException),
+    ``"500"`` (InternalFailure), ``"hang"`` (never answers: holds the
+    request until the endpoint closes, then drops the connection), or
+    ``(status, body dict)``. When the script runs out, ``then`` answers
+    every further request. ``requests`` lists each :class:`Request`;
+    ``url`` (or ``endpoint()``) is where to point a client. Use it as a
+    context manager: it always shuts down its threads.
+    """
+
+    THROTTLE = (400, {"__type": "com.amazon.coral.availability#ThrottlingException", "message": "Rate exceeded"})
+    FAILURE = (500, {"__type": "com.amazon.coral.service#InternalFailure", "message": "boom"})
+    #: The steps named by a word ("hang" aside); any other step is a (status, body dict).
+    WORDS = {"ok": (200, {}), "throttle": THROTTLE, "500": FAILURE}
+    #: A held request is let go after this long even if the endpoint is still open.
+    HANG_BOUND = 30.0
+
+    def __init__(self, *script, then="ok"):
+        for step in [*script, then]:
+            if isinstance(step, str) and step not in self.WORDS and step != "hang":
+                raise ValueError(f"step {step!r}: expected one of {', '.join(self.WORDS)}, hang, or (status, body)")
         self.script = list(script)
         self.then = then
-        self.requests: list[tuple[str, dict]] = []
+        self.requests: list[Request] = []
         self.released = threading.Event()
+        self.lock = threading.Lock()  # a request's record and its step, taken together
         endpoint = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -68,13 +100,15 @@ class ScriptedSWF:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                endpoint.requests.append((self.headers.get("X-Amz-Target", "").rpartition(".")[2], body))
-                step = endpoint.script.pop(0) if endpoint.script else endpoint.then
-                if step == "silent":
-                    endpoint.released.wait(30)
+                operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
+                with endpoint.lock:
+                    endpoint.requests.append(Request(operation, time.monotonic(), body))
+                    step = endpoint.script.pop(0) if endpoint.script else endpoint.then
+                if step == "hang":
+                    endpoint.released.wait(endpoint.HANG_BOUND)
                     self.close_connection = True
                     return
-                status, answer = step
+                status, answer = endpoint.WORDS[step] if isinstance(step, str) else step
                 data = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/x-amz-json-1.0")
@@ -90,10 +124,7 @@ class ScriptedSWF:
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
-    def operations(self) -> list[str]:
-        return [operation for operation, _ in self.requests]
-
-    def __enter__(self) -> ScriptedSWF:
+    def __enter__(self) -> ScriptedEndpoint:
         self.thread.start()
         return self
 
@@ -102,3 +133,9 @@ class ScriptedSWF:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
+
+    def operations(self) -> list[str]:
+        return [request.operation for request in self.requests]
+
+    def endpoint(self, **kwargs) -> swf.Endpoint:
+        return swf.Endpoint(endpoint_url=self.url, region="us-east-1", **kwargs)

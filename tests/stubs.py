@@ -182,7 +182,7 @@ class StubbedPoller:
         self.stub.assert_no_pending_responses()
 
 
-# -- scripted failures: a client double, and an HTTP endpoint on 127.0.0.1
+# -- scripted failures: a client double (an HTTP endpoint on 127.0.0.1: endpoints.ScriptedEndpoint)
 
 
 def client_error(code: str, status: int = 400, operation: str = "RecordActivityTaskHeartbeat", message: str = "boom"):
@@ -224,84 +224,3 @@ class ScriptedClient:
             return step
 
         return call
-
-
-class ScriptedEndpoint:
-    """A tiny SWF endpoint on 127.0.0.1 that answers each request from a script, in order.
-
-    Steps: ``"ok"`` (200, ``{}``), ``"throttle"`` (400 ThrottlingException),
-    ``"500"`` (InternalFailure), ``"hang"`` (never answers: holds the
-    connection until the endpoint closes), or ``(status, body dict)``. When
-    the script runs out, ``then`` answers. ``requests`` records
-    ``(operation, time.monotonic(), body)``; ``url`` is where to point a client.
-    Use it as a context manager: it always shuts down its threads.
-    """
-
-    THROTTLE = (400, {"__type": "com.amazon.coral.availability#ThrottlingException", "message": "Rate exceeded"})
-    FAILURE = (500, {"__type": "com.amazon.coral.service#InternalFailure", "message": "boom"})
-
-    def __init__(self, *script, then="ok"):
-        import http.server
-        import json
-        import threading
-        import time
-
-        self.script = list(script)
-        self.then = then
-        self.requests: list[tuple[str, float, dict]] = []
-        self.released = threading.Event()
-        self.seen = threading.Condition()
-        endpoint = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
-                with endpoint.seen:
-                    endpoint.requests.append((operation, time.monotonic(), body))
-                    step = endpoint.script.pop(0) if endpoint.script else endpoint.then
-                    endpoint.seen.notify_all()
-                if step == "hang":
-                    endpoint.released.wait(10)
-                    self.close_connection = True
-                    return
-                status, answer = {"ok": (200, {}), "throttle": endpoint.THROTTLE, "500": endpoint.FAILURE}.get(
-                    step, step
-                )
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/x-amz-json-1.0")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
-    def operations(self) -> list[str]:
-        return [operation for operation, _, _ in self.requests]
-
-    def wait_for(self, count: int, timeout: float = 5.0) -> bool:
-        """Wait (with a deadline) until ``count`` requests came."""
-        with self.seen:
-            return self.seen.wait_for(lambda: len(self.requests) >= count, timeout)
-
-    def endpoint(self, **kwargs):
-        return swf.Endpoint(endpoint_url=self.url, region="us-east-1", **kwargs)

@@ -10,7 +10,8 @@ import threading
 import time
 
 import pytest
-from stubs import FakeTime, RecordingHooks, ScriptedClient, ScriptedEndpoint, StubbedPoller, client_error
+from endpoints import ScriptedEndpoint
+from stubs import FakeTime, RecordingHooks, ScriptedClient, StubbedPoller, client_error
 
 from caravand import Activity, ActivityCanceled, ActivityTask, Workflow, activity, swf
 from caravand.activity_worker import ActivityWorker, encode_result
@@ -527,7 +528,7 @@ def test_fail_task_in_hand_on_the_wire_through_throttling_and_a_500():
         hand(worker)
         assert worker.fail_task_in_hand(budget=3.0) is True
     assert server.operations() == ["RespondActivityTaskFailed"] * 3
-    assert server.requests[-1][2]["reason"] == "worker-shutdown"
+    assert server.requests[-1].body["reason"] == "worker-shutdown"
 
 
 def test_a_failed_answer_is_retried_until_the_tasks_deadline():

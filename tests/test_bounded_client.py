@@ -1,6 +1,6 @@
 """swf.BoundedClient: every call of caravanctl (and the standalone pollers' registration) ends within a budget.
 
-Against ScriptedSWF (tests/endpoints.py), a tiny endpoint on 127.0.0.1:
+Against ScriptedEndpoint (tests/endpoints.py), a tiny endpoint on 127.0.0.1:
 each attempt is one request on the wire, so the retries can be counted.
 """
 
@@ -10,13 +10,10 @@ import time
 
 import botocore.exceptions
 import pytest
-from endpoints import ScriptedSWF
+from endpoints import ScriptedEndpoint
 
 from caravand import swf
 from caravand.swf import BoundedClient, CaravanError, SWFError
-
-THROTTLE = (400, {"__type": "com.amazon.coral.availability#ThrottlingException", "message": "Rate exceeded"})
-FAILURE = (500, {"__type": "com.amazon.coral.service#InternalFailure", "message": "boom"})
 
 
 @pytest.fixture(autouse=True)
@@ -29,19 +26,19 @@ def bounded(server, budget: float = swf.CALL_BUDGET, **kwargs) -> BoundedClient:
 
 
 def test_a_passing_call_is_one_request():
-    with ScriptedSWF((200, {"domainInfos": []})) as server:
+    with ScriptedEndpoint((200, {"domainInfos": []})) as server:
         assert bounded(server).list_domains(registrationStatus="REGISTERED")["domainInfos"] == []
     assert server.operations() == ["ListDomains"]
 
 
 def test_what_may_pass_again_is_retried():
-    with ScriptedSWF(THROTTLE, FAILURE, (200, {"domainInfos": []})) as server:
+    with ScriptedEndpoint("throttle", "500", (200, {"domainInfos": []})) as server:
         assert bounded(server).list_domains(registrationStatus="REGISTERED")["domainInfos"] == []
     assert server.operations() == ["ListDomains"] * 3
 
 
 def test_it_gives_up_after_its_attempts_with_one_line_that_says_so():
-    with ScriptedSWF(then=FAILURE) as server:
+    with ScriptedEndpoint(then="500") as server:
         with pytest.raises(SWFError) as info:
             bounded(server).list_domains(registrationStatus="REGISTERED")
     assert server.operations() == ["ListDomains"] * swf.CALL_MAX_ATTEMPTS
@@ -52,7 +49,7 @@ def test_it_gives_up_after_its_attempts_with_one_line_that_says_so():
 
 def test_what_no_retry_can_fix_is_raised_at_once():
     unknown = (400, {"__type": "com.amazonaws.swf.base.model#UnknownResourceFault", "message": "Unknown domain: X"})
-    with ScriptedSWF(unknown) as server:
+    with ScriptedEndpoint(unknown) as server:
         with pytest.raises(SWFError) as info:
             bounded(server).describe_domain(name="X")
     assert server.operations() == ["DescribeDomain"]
@@ -61,7 +58,7 @@ def test_what_no_retry_can_fix_is_raised_at_once():
 
 def test_an_endpoint_that_never_answers_fails_within_the_budget():
     """The ordinary client would wait 3 x (connect + 20 s read) here."""
-    with ScriptedSWF(then="silent") as server:
+    with ScriptedEndpoint(then="hang") as server:
         began = time.monotonic()
         with pytest.raises(SWFError) as info:
             bounded(server, budget=3.0).list_domains(registrationStatus="REGISTERED")
@@ -81,14 +78,14 @@ def test_paging_is_by_hand_one_bounded_call_a_page():
             {"domainInfos": [{"name": "B", "status": "REGISTERED"}]},
         ),
     )
-    with ScriptedSWF(*pages) as server:
+    with ScriptedEndpoint(*pages) as server:
         client = bounded(server)
         assert client.can_paginate("list_domains") is False
         names = [
             d["name"] for d in swf.paginate(client, "list_domains", "domainInfos", registrationStatus="REGISTERED")
         ]
     assert names == ["A", "B"]
-    assert [body.get("nextPageToken") for _, body in server.requests] == [None, "p2"]
+    assert [request.body.get("nextPageToken") for request in server.requests] == [None, "p2"]
 
 
 def test_it_looks_like_a_client_where_caravand_needs_it(monkeypatch):

@@ -13,7 +13,8 @@ import types
 
 import botocore.exceptions
 import pytest
-from stubs import NOWHERE, FakeTime, ScriptedClient, ScriptedEndpoint, client_error
+from endpoints import ScriptedEndpoint
+from stubs import NOWHERE, FakeTime, ScriptedClient, client_error
 
 from caravand import poller, swf
 from caravand.activity_worker import ActivityWorker
@@ -188,7 +189,7 @@ def test_respond_on_the_wire_through_throttling_a_500_and_a_request_never_answer
         assert respond(w, deadline=began + 1.6) == "completed"
         elapsed = time.monotonic() - began
     assert server.operations() == ["RespondActivityTaskCompleted"] * 4
-    assert all(body == {"taskToken": "token-1", "result": "r"} for _, _, body in server.requests)
+    assert all(request.body == {"taskToken": "token-1", "result": "r"} for request in server.requests)
     assert elapsed < 1.6
 
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import functools
-import http.server
-import json
-import threading
 import time
 
 import botocore.exceptions
@@ -13,7 +10,7 @@ import botocore.retries.standard
 import botocore.session
 import pytest
 from botocore.stub import Stubber
-from stubs import ScriptedEndpoint
+from endpoints import ScriptedEndpoint
 
 from caravand import swf
 from caravand.swf import ConfigError, Endpoint, SWFError, UsageError
@@ -135,54 +132,19 @@ def test_endpoint_with_overrides():
 # -- retries, seen on the wire
 
 
-class FailingHandler(http.server.BaseHTTPRequestHandler):
-    """Answers every request with an HTTP 500, counting them."""
-
-    requests = 0
-
-    def do_POST(self):
-        type(self).requests += 1
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body = json.dumps({"__type": "InternalFailure", "message": "boom"}).encode()
-        self.send_response(500)
-        self.send_header("Content-Type", "application/x-amz-json-1.0")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def failing_server(monkeypatch):
+def test_call_client_retries_and_poll_client_does_not(monkeypatch):
     monkeypatch.setattr(botocore.retries.standard.ExponentialBackoff, "delay_amount", lambda self, context: 0)
-    handler = type("Handler", (FailingHandler,), {"requests": 0})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with ScriptedEndpoint(then="500") as server:
+        with pytest.raises(SWFError) as info:
+            swf.call(swf.make_client(server.endpoint()), "list_domains", registrationStatus="REGISTERED")
+        assert info.value.code == "InternalFailure"
+        assert server.operations() == ["ListDomains"] * 3
 
-
-def test_call_client_retries_and_poll_client_does_not(failing_server):
-    url, handler = failing_server
-    endpoint = Endpoint(endpoint_url=url, region="us-east-1")
-    with pytest.raises(SWFError) as info:
-        swf.call(swf.make_client(endpoint), "list_domains", registrationStatus="REGISTERED")
-    assert info.value.code == "InternalFailure"
-    assert handler.requests == 3
-
-    handler.requests = 0
-    poll_client = swf.make_client(endpoint, poll=True)
-    with pytest.raises(SWFError) as info:
-        swf.call(poll_client, "poll_for_decision_task", domain="D", taskList={"name": "t"})
+        poll_client = swf.make_client(server.endpoint(), poll=True)
+        with pytest.raises(SWFError) as info:
+            swf.call(poll_client, "poll_for_decision_task", domain="D", taskList={"name": "t"})
     assert info.value.operation == "PollForDecisionTask"
-    assert handler.requests == 1
+    assert server.operations() == ["ListDomains"] * 3 + ["PollForDecisionTask"]
 
 
 # -- translate_error
