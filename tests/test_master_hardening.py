@@ -20,6 +20,7 @@ from test_master_unit import (  # noqa: F401 - fixtures
     clock,
     exited,
     fake_reload_check_passed,
+    logged,
     make_master,
     spawned,
     system,
@@ -147,7 +148,7 @@ def test_first_children_wait_for_the_first_domain_registration_attempt(tmp_path,
     assert registrars == ["demo", "demo"]  # once per pool: never again for recycles or restarts
 
 
-def test_a_registrar_past_its_timeout_is_killed(master, system, clock, registrars, monkeypatch):
+def test_a_registrar_past_its_timeout_is_killed(master, system, clock, registrars, monkeypatch, logged):
     monkeypatch.setattr(Master, "spawn", lambda self, pool: None)
     master.manage_pools(clock())
     clock.advance(REGISTRATION_TIMEOUT)
@@ -155,6 +156,10 @@ def test_a_registrar_past_its_timeout_is_killed(master, system, clock, registrar
     assert system.killed == [(7001, signal.SIGKILL)]
     master.watch_children(clock())
     assert len(system.killed) == 1
+    assert logged() == ["ERROR killing: registrar of demo (pid 7001): still running after 120 s"]
+    system.exits.append((7001, signal.SIGKILL))
+    master.reap()
+    assert logged() == ["ERROR registration failed: demo (killed by SIGKILL); retrying in 2 s"]
 
 
 def test_a_stop_ends_registrars_and_waits_for_them(master, system, clock, registrars, monkeypatch):
@@ -216,7 +221,7 @@ def test_a_child_that_gives_up_tells_the_log_and_status_why(tmp_path, system, sp
             clock.advance(max(0.0, pool.health.retry_at - clock()))
     assert pool.health.state is PoolState.FATAL
     assert pool.last_failure == reason
-    assert f"last: {reason}" in caplog.text
+    assert f"gave up: demo (4 failed starts in 60 s; last: {reason}); retrying in 300 s" in caplog.messages
     assert f"demo 0/2 fatal ({reason})" in master.status_line()
 
 

@@ -4,12 +4,16 @@
 that makes a Child with a fake pid; signals go to a fake ``System.kill``
 and exits come from a fake ``System.waitpid``. Nothing here sleeps or
 starts a process.
+
+The master's log lines are an operator contract (grepped, alerted on):
+the ``logged`` fixture asserts them here, word for word, as well as end to end.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import os
 import pathlib
 import selectors
@@ -153,6 +157,21 @@ def fake_registration_done(self, pool):
     pool.registration, pool.may_serve = "done", True
 
 
+@pytest.fixture
+def logged(caplog):
+    """The master's log lines since the last call, as an operator greps them: ``LEVEL verb: name (detail)``."""
+    caplog.set_level(logging.INFO, logger="caravand.master")
+    seen = 0
+
+    def lines() -> list[str]:
+        nonlocal seen
+        records = [r for r in caplog.records if r.name == "caravand.master"]
+        new, seen = records[seen:], len(records)
+        return [f"{r.levelname} {r.getMessage()}" for r in new]
+
+    return lines
+
+
 def make_master(cfg, system, notifier=None) -> Master:
     master = Master(cfg, system=system, notifier=notifier or Notifier(environ={}), rng=lambda: 0.5)
     for spec in cfg.pools.values():  # what start() does, without signals or a selector
@@ -259,13 +278,14 @@ def master(tmp_path, system):
     return make_master(write_config(tmp_path, "max_tasks = 3\n"), system)
 
 
-def test_child_said_booted_polling_working_idle(master, spawned, clock, caplog):
+def test_child_said_booted_polling_working_idle(master, spawned, clock, logged):
     master.manage_pools(clock())
     child = spawned[0]
     assert child.state is ChildState.BOOTING and child.booted_at is None
     clock.advance(2)
     master.child_said(child, b"BOOTED", clock())
     assert (child.state, child.deadline, child.booted_at) == (ChildState.IDLE, None, clock())
+    assert logged() == ["INFO booted: demo#1 (pid 1001) in 2.00 s"]
     master.child_said(child, b"POLLING 5123.250", clock())
     assert (child.state, child.deadline) == (ChildState.POLLING, 5123.25)
     master.child_said(child, b"WORKING -", clock())
@@ -282,34 +302,38 @@ def test_child_said_booted_polling_working_idle(master, spawned, clock, caplog):
     master.child_said(child, b"BEAT", clock())
     master.child_said(child, b"", clock())
     assert (child.state, child.deadline, child.tasks) == before
-    assert "garbled" not in caplog.text
+    assert logged() == []  # what a child does is no news; only a change of its life is
 
 
-def test_a_garbled_line_is_logged_and_never_stops_the_master(master, spawned, clock, caplog):
+def test_a_garbled_line_is_logged_and_never_stops_the_master(master, spawned, clock, logged):
     master.manage_pools(clock())
     child = spawned[0]
     master.child_said(child, b"BOOTED", clock())
+    logged()
     master.child_said(child, b"WORKING soon", clock())
     assert (child.state, child.deadline) == (ChildState.WORKING, None)  # busy, with no deadline it can read
     master.child_said(child, b"HELLO  there", clock())
     assert (child.state, child.deadline, child.tasks) == (ChildState.WORKING, None, 0)
-    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
-        f"garbled: demo#1 (pid {child.pid}) said 'WORKING soon'",
-        f"garbled: demo#1 (pid {child.pid}) said 'HELLO there'",
+    assert logged() == [
+        "WARNING garbled: demo#1 (pid 1001) said 'WORKING soon'",
+        "WARNING garbled: demo#1 (pid 1001) said 'HELLO there'",
     ]
 
 
-def test_done_counts_tasks_and_recycles_at_max_tasks(master, spawned, clock):
+def test_done_counts_tasks_and_recycles_at_max_tasks(master, spawned, clock, logged):
     master.manage_pools(clock())
     child = spawned[0]
     assert child.max_tasks == 3  # max_tasks_jitter = 0
     for outcome in ("completed", "failed"):
         master.child_said(child, protocol.done(outcome), clock())
         assert not child.recycling
+    assert logged() == []
     master.child_said(child, protocol.done("completed"), clock())
     assert child.tasks == 3 and child.recycling
+    assert logged() == ["INFO recycling: demo#1 (pid 1001) after 3 tasks"]
     master.child_said(child, protocol.done("completed"), clock())
     assert child.tasks == 4 and child.recycling
+    assert logged() == []  # said once
 
 
 def test_max_tasks_zero_never_recycles(tmp_path, system, spawned, clock):
@@ -379,7 +403,7 @@ def test_a_new_pool_spawns_its_target(master, spawned, clock):
     assert len(spawned) == 2
 
 
-def test_pool_runs_once_all_booted_for_min_uptime(master, spawned, clock):
+def test_pool_runs_once_all_booted_for_min_uptime(master, spawned, clock, logged):
     pool = master.pools["demo"]
     master.manage_pools(clock())
     master.child_said(spawned[0], protocol.booted(), clock())
@@ -390,19 +414,26 @@ def test_pool_runs_once_all_booted_for_min_uptime(master, spawned, clock):
     clock.advance(4.9)
     master.manage_pools(clock())
     assert pool.health.state is PoolState.STARTING
+    logged()
     clock.advance(0.1)
     master.manage_pools(clock())
     assert pool.health.state is PoolState.RUNNING
+    assert logged() == ["INFO pool: demo STARTING -> RUNNING"]
 
 
-def test_a_crash_backs_off_then_respawns(master, spawned, system, clock):
+def test_a_crash_backs_off_then_respawns(master, spawned, system, clock, logged):
     pool = master.pools["demo"]
     master.manage_pools(clock())
     boot_all(master)
     clock.advance(1)  # younger than min_uptime: a failed start
     first = spawned[0]
     system.exits.append((first.pid, exited(1)))
+    logged()
     master.reap()
+    assert logged() == [
+        "ERROR crashed: demo#1 (pid 1001, exit code 1) after 1.0 s",
+        "WARNING backoff: demo (restart in 0.5 s)",
+    ]
     assert first.pid not in master.children and 1 not in pool.children
     assert pool.health.state is PoolState.BACKOFF
     assert pool.health.retry_at == clock() + 0.5  # rng 0.5 x backoff_base 1
@@ -412,14 +443,16 @@ def test_a_crash_backs_off_then_respawns(master, spawned, system, clock):
     clock.advance(0.4)
     master.manage_pools(clock())
     assert len(spawned) == 2
+    assert logged() == []
     clock.advance(0.1)
     master.manage_pools(clock())
     assert len(spawned) == 3 and spawned[2].index == 1
     assert pool.health.state is PoolState.STARTING
     assert pool.health.restarts == 1
+    assert logged() == ["INFO pool: demo BACKOFF -> STARTING"]
 
 
-def test_first_crash_of_a_settled_child_is_replaced_at_once(master, spawned, system, clock):
+def test_first_crash_of_a_settled_child_is_replaced_at_once(master, spawned, system, clock, logged):
     pool = master.pools["demo"]
     master.manage_pools(clock())
     boot_all(master)
@@ -427,7 +460,9 @@ def test_first_crash_of_a_settled_child_is_replaced_at_once(master, spawned, sys
     master.manage_pools(clock())
     assert pool.health.state is PoolState.RUNNING
     system.exits.append((spawned[1].pid, signal.SIGKILL))
+    logged()
     master.reap()
+    assert logged() == ["ERROR crashed: demo#2 (pid 1002, killed by SIGKILL) after 100.0 s; replacing it at once"]
     assert pool.health.state is PoolState.RUNNING  # a child that served is not a failed start: no backoff
     master.manage_pools(clock())
     assert len(spawned) == 3 and spawned[2].index == 2
@@ -472,7 +507,7 @@ def test_a_boot_failure_is_never_replaced_at_once(master, spawned, system, clock
         assert len(spawned) == count + 1
 
 
-def test_crash_loop_goes_fatal_and_other_pools_live_on(tmp_path, system, spawned, clock):
+def test_crash_loop_goes_fatal_and_other_pools_live_on(tmp_path, system, spawned, clock, logged):
     master = make_master(write_config(tmp_path, names=("bad", "good")), system)
     bad, good = master.pools["bad"], master.pools["good"]
     master.manage_pools(clock())
@@ -489,6 +524,19 @@ def test_crash_loop_goes_fatal_and_other_pools_live_on(tmp_path, system, spawned
         master.manage_pools(clock())
     assert bad.health.state is PoolState.FATAL
     assert bad.health.restarts == 3  # bounded by max_restarts
+    assert logged() == [
+        "INFO booted: good#1 (pid 1003) in 0.00 s",
+        "INFO booted: good#2 (pid 1004) in 0.00 s",
+        "ERROR crashed: bad#1 (pid 1001, exit code 3) after 0.0 s",
+        "WARNING backoff: bad (restart in 0.5 s)",
+        "ERROR crashed: bad#2 (pid 1002, exit code 3) after 0.0 s",
+        "WARNING backoff: bad (restart in 1.0 s)",
+        "INFO pool: bad BACKOFF -> STARTING",
+        "ERROR crashed: bad#1 (pid 1005, exit code 3) after 0.0 s",
+        "WARNING backoff: bad (restart in 2.0 s)",
+        "ERROR crashed: bad#2 (pid 1006, exit code 3) after 0.0 s",
+        "ERROR gave up: bad (4 failed starts in 60 s); retrying in 300 s",
+    ]
     count = len(spawned)
     clock.advance(299)
     master.manage_pools(clock())
@@ -499,6 +547,7 @@ def test_crash_loop_goes_fatal_and_other_pools_live_on(tmp_path, system, spawned
     master.manage_pools(clock())
     assert bad.health.state is PoolState.STARTING
     assert len(spawned) == count + 2
+    assert "INFO pool: bad FATAL -> STARTING" in logged()
 
 
 def test_a_crash_in_a_pool_already_fatal_is_harmless(master, spawned, system, clock):
@@ -520,27 +569,36 @@ def test_a_crash_in_a_pool_already_fatal_is_harmless(master, spawned, system, cl
     assert len(spawned) == count
 
 
-def test_expected_exits_do_not_count_as_crashes(master, spawned, system, clock):
+def test_expected_exits_do_not_count_as_crashes(master, spawned, system, clock, logged):
     pool = master.pools["demo"]
     master.manage_pools(clock())
     boot_all(master)
+    logged()
     master.retire(spawned[0], "test")
     assert signals_to(system, spawned[0]) == [signal.SIGTERM]
     system.exits.append((spawned[0].pid, signal.SIGKILL))
     master.reap()
     assert pool.health.state is PoolState.STARTING and not pool.health.crashes
+    assert logged() == ["INFO retiring: demo#1 (pid 1001, test)", "INFO exited: demo#1 (pid 1001, killed by SIGKILL)"]
 
 
-def test_scale_down_retires_the_highest_index(master, spawned, system, clock):
+def test_scale_down_retires_the_highest_index(master, spawned, system, clock, logged):
     pool = master.pools["demo"]
     master.handle_ttin()
     master.manage_pools(clock())
     assert [c.index for c in spawned] == [1, 2, 3]
     boot_all(master)
+    logged()
     master.handle_ttou()
     master.handle_ttou()
     assert pool.target == 1
     master.manage_pools(clock())
+    assert logged() == [
+        "INFO scale: demo to 2 (TTOU)",
+        "INFO scale: demo to 1 (TTOU)",
+        "INFO retiring: demo#2 (pid 1002, scaled down)",
+        "INFO retiring: demo#3 (pid 1003, scaled down)",
+    ]
     assert sorted(system.killed) == [(spawned[1].pid, signal.SIGTERM), (spawned[2].pid, signal.SIGTERM)]
     assert spawned[1].retiring and spawned[2].retiring and not spawned[0].retiring
     assert spawned[2].stop_deadline == clock() + 50  # graceful_timeout
@@ -558,7 +616,7 @@ def test_scale_down_retires_the_highest_index(master, spawned, system, clock):
     assert pool.target == 0  # never below zero
 
 
-def test_recycling_starts_the_replacement_first(master, spawned, system, clock):
+def test_recycling_starts_the_replacement_first(master, spawned, system, clock, logged):
     pool = master.pools["demo"]
     master.manage_pools(clock())
     boot_all(master)
@@ -573,24 +631,28 @@ def test_recycling_starts_the_replacement_first(master, spawned, system, clock):
     assert system.killed == []  # the old one serves until the new one booted
     master.manage_pools(clock())
     assert system.killed == [] and len(spawned) == 3
+    logged()
     master.child_said(new, protocol.booted(), clock())
     master.manage_pools(clock())
     assert system.killed == [(old.pid, signal.SIGTERM)]
     assert old.retiring
+    assert logged() == ["INFO booted: demo#3 (pid 1003) in 0.00 s", "INFO retiring: demo#1 (pid 1001, replaced)"]
     system.exits.append((old.pid, exited(0)))
     master.reap()
     assert sorted(pool.children) == [2, 3]
     assert not pool.health.crashes
 
 
-def test_recycling_by_resident_memory(tmp_path, system, spawned, clock):
+def test_recycling_by_resident_memory(tmp_path, system, spawned, clock, logged):
     master = make_master(write_config(tmp_path, "max_rss_mb = 100\n"), system)
     master.manage_pools(clock())
     boot_all(master)
     first, second = spawned
     system.rss = {first.pid: 150.0, second.pid: 99.0}
+    logged()
     master.watch_children(clock())
     assert first.recycling and not second.recycling
+    assert logged() == ["INFO recycling: demo#1 (pid 1001) at 150 MB > max_rss_mb 100"]
     system.rss[second.pid] = 500.0
     clock.advance(9)
     master.watch_children(clock())
@@ -600,7 +662,7 @@ def test_recycling_by_resident_memory(tmp_path, system, spawned, clock):
     assert second.recycling
 
 
-def test_hung_child_gets_sigabrt_then_sigkill(master, spawned, system, clock):
+def test_hung_child_gets_sigabrt_then_sigkill(master, spawned, system, clock, logged):
     master.manage_pools(clock())
     boot_all(master)
     child = spawned[0]
@@ -610,10 +672,14 @@ def test_hung_child_gets_sigabrt_then_sigkill(master, spawned, system, clock):
     clock.advance(30)  # 10 s past the deadline: within the grace
     master.watch_children(clock())
     assert system.killed == []
+    logged()
     clock.advance(0.5)
     master.watch_children(clock())
     assert system.killed == [(child.pid, signal.SIGABRT)]
     assert child.kill_stage is KillStage.ABORTED and child.kill_at == clock() + 5
+    assert logged() == [
+        "ERROR hung: demo#1 (pid 1001) working 10.5 s past its deadline: SIGABRT (its stack is logged when it exits)"
+    ]
     clock.advance(4.9)
     master.watch_children(clock())
     assert system.killed == [(child.pid, signal.SIGABRT)]
@@ -623,18 +689,22 @@ def test_hung_child_gets_sigabrt_then_sigkill(master, spawned, system, clock):
     assert child.kill_stage is KillStage.KILLED
     master.watch_children(clock())
     assert len(system.killed) == 2
+    assert logged() == ["ERROR killing: demo#1 (pid 1001) with SIGKILL: SIGABRT did not end it"]
     # Killed for overstaying is a crash; this child had served (min_uptime), so it is replaced at once.
     system.exits.append((child.pid, signal.SIGKILL))
     master.reap()
+    assert logged() == ["ERROR crashed: demo#1 (pid 1001, killed by SIGKILL) after 35.5 s; replacing it at once"]
     assert master.pools["demo"].health.restarts == 1
     assert master.pools["demo"].health.may_spawn()
 
 
-def test_retired_child_is_killed_after_graceful_timeout(master, spawned, system, clock):
+def test_retired_child_is_killed_after_graceful_timeout(master, spawned, system, clock, logged):
     master.manage_pools(clock())
     boot_all(master)
     child = spawned[1]
+    logged()
     master.retire(child, "test")
+    assert logged() == ["INFO retiring: demo#2 (pid 1002, test)"]
     for c in spawned:  # it beats while it finishes its task
         c.last_seen = clock() + 49
     clock.advance(39.9)
@@ -645,6 +715,7 @@ def test_retired_child_is_killed_after_graceful_timeout(master, spawned, system,
     master.watch_children(clock())
     assert system.killed == [(child.pid, signal.SIGTERM), (child.pid, signal.SIGALRM)]
     assert child.kill_stage is KillStage.ALARMED
+    assert logged() == ["WARNING deadline: demo#2 (pid 1002): SIGALRM, a task in hand is failed"]
     clock.advance(9.9)  # room for one throttled or reconnecting RespondActivityTaskFailed
     master.watch_children(clock())
     assert system.killed[-1] == (child.pid, signal.SIGALRM)  # once, and no SIGKILL yet
@@ -652,6 +723,7 @@ def test_retired_child_is_killed_after_graceful_timeout(master, spawned, system,
     master.watch_children(clock())
     assert system.killed == [(child.pid, signal.SIGTERM), (child.pid, signal.SIGALRM), (child.pid, signal.SIGKILL)]
     assert child.kill_stage is KillStage.KILLED
+    assert logged() == ["ERROR killing: demo#2 (pid 1002): still running at its stop deadline"]
     clock.advance(100)
     master.watch_children(clock())
     assert signals_to(system, child) == [signal.SIGTERM, signal.SIGALRM, signal.SIGKILL]  # only its exit is ahead
@@ -684,12 +756,14 @@ def test_signal_to_a_vanished_child_is_ignored(master, spawned, system, clock):
     assert system.killed == []
 
 
-def test_graceful_stop_spawns_nothing_and_counts_no_crash(master, spawned, system, clock):
+def test_graceful_stop_spawns_nothing_and_counts_no_crash(master, spawned, system, clock, logged):
     pool = master.pools["demo"]
     master.manage_pools(clock())
     boot_all(master)
+    logged()
     master.handle_term()
     assert master.stopping == "graceful"
+    assert logged() == ["INFO stopping: master (graceful, 2 children, up to 50 s)"]
     assert sorted(system.killed) == sorted((c.pid, signal.SIGTERM) for c in spawned)
     assert pool.health.state is PoolState.STOPPING
     system.exits.append((spawned[0].pid, exited(1)))
@@ -697,6 +771,7 @@ def test_graceful_stop_spawns_nothing_and_counts_no_crash(master, spawned, syste
     master.manage_pools(clock())
     master.check_stop(clock())
     assert len(spawned) == 2 and not master.done
+    assert logged() == ["INFO exited: demo#1 (pid 1001, exit code 1)"]  # no crash: it was asked to go
     clock.advance(50)  # graceful_timeout
     for child in master.children.values():  # it beat until the end
         child.last_seen = clock()
@@ -709,6 +784,44 @@ def test_graceful_stop_spawns_nothing_and_counts_no_crash(master, spawned, syste
     master.check_stop(clock())
     assert master.done and master.exit_code == 0
     assert not pool.health.crashes
+    assert logged() == [
+        "ERROR killing: demo#2 (pid 1002): still running at its stop deadline",
+        "INFO exited: demo#2 (pid 1002, killed by SIGKILL)",
+    ]
+
+
+def test_a_second_interrupt_stops_fast_and_run_says_stopped(master, spawned, system, monkeypatch, logged):
+    """INT, INT: the second turns the graceful stop fast (SIGQUIT); run() ends with one line and the exit code."""
+
+    def start(self):  # what start() does, without signal handlers or a stack directory; then INT, INT
+        self.selector = selectors.DefaultSelector()
+        self.wakeup = os.pipe2(os.O_NONBLOCK)
+        self.selector.register(self.wakeup[0], selectors.EVENT_READ, None)
+        self.signal_queue += [signal.SIGINT, signal.SIGINT]  # as the handler does, with the wakeup fd
+        os.write(self.wakeup[1], b"\0")
+
+    def cleanup(self):
+        self.selector.close()
+        for fd in self.wakeup:
+            os.close(fd)
+
+    def kill(pid, signum, kill=system.kill):  # a child ends at once on QUIT: nothing in hand
+        kill(pid, signum)
+        if signum == signal.SIGQUIT:
+            system.exits.append((pid, signum))
+
+    monkeypatch.setattr(Master, "start", start)
+    monkeypatch.setattr(Master, "cleanup", cleanup)
+    monkeypatch.setattr(system, "kill", kill)
+    assert master.run() == 0
+    assert signals_to(system, spawned[0]) == [signal.SIGTERM, signal.SIGQUIT]
+    assert logged() == [
+        "INFO stopping: master (graceful, 2 children, up to 50 s)",
+        "INFO stopping: master (fast now)",
+        "INFO exited: demo#1 (pid 1001, killed by SIGQUIT)",
+        "INFO exited: demo#2 (pid 1002, killed by SIGQUIT)",
+        f"INFO stopped: master (pid {os.getpid()}, exit 0)",
+    ]
 
 
 def test_ready_only_once_every_pool_has_its_children_booted(tmp_path, system, spawned, clock):
@@ -745,7 +858,7 @@ def test_child_next_check_is_the_earliest_deadline_and_never_a_past_one_while_ab
     assert child.next_check() == 120.0  # past deadlines no longer count: no busy loop
 
 
-def test_spawn_blocks_the_childs_signals_across_fork_and_restores_the_mask(master, system, monkeypatch):
+def test_spawn_blocks_the_childs_signals_across_fork_and_restores_the_mask(master, system, monkeypatch, logged):
     """A signal sent between fork() and the child's own handlers waits for them instead of being lost."""
     from caravand import child as child_module
 
@@ -761,6 +874,8 @@ def test_spawn_blocks_the_childs_signals_across_fork_and_restores_the_mask(maste
     try:
         child = master.spawn(master.pools["demo"])
         assert child is not None and child.pid == 424242
+        assert logged() == ["INFO spawned: demo#1 (pid 424242)"]
+        assert master.children == {424242: child} and master.pools["demo"].children == {1: child}
         assert child_module.HANDLED_SIGNALS <= seen["blocked"]
         assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
     finally:
@@ -768,7 +883,7 @@ def test_spawn_blocks_the_childs_signals_across_fork_and_restores_the_mask(maste
         master.selector.close()
 
 
-def test_a_failed_fork_backs_the_pool_off_instead_of_stopping_the_master(master, system, monkeypatch):
+def test_a_failed_fork_backs_the_pool_off_instead_of_stopping_the_master(master, system, monkeypatch, logged):
     master.selector = selectors.DefaultSelector()
 
     def fork():
@@ -779,6 +894,7 @@ def test_a_failed_fork_backs_the_pool_off_instead_of_stopping_the_master(master,
     try:
         assert master.spawn(master.pools["demo"]) is None
         assert master.pools["demo"].health.state is PoolState.BACKOFF
+        assert logged() == ["ERROR fork failed: demo ([Errno 11] Resource temporarily unavailable)"]
         assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
         assert master.children == {}
     finally:
@@ -811,6 +927,55 @@ def test_a_second_reload_before_the_replacement_booted_keeps_the_serving_generat
     master.manage_pools(clock())
     assert all(c.retiring for c in first)  # generation 3 is up: now generation 1 goes
     assert not any(c.retiring for c in third)
+
+
+def test_a_reload_says_what_it_changes_and_a_refused_one_why(tmp_path, system, spawned, clock, logged):
+    cfg = write_config(tmp_path, names=("demo", "other", "gone"))
+    master = make_master(cfg, system)
+    master.manage_pools(clock())
+    boot_all(master)
+    write_config(tmp_path, names=("demo", "other", "fresh"))  # the same file: gone removed, fresh added
+    path = pathlib.Path(cfg.path)
+    text = path.read_text()
+    demo, other = text.index("[pool:demo]"), text.index("[pool:other]")
+    demo_text = text[demo:other].replace("caravand.examples.demo", "caravand.examples.greeting")
+    path.write_text(text[:demo] + demo_text + text[other:].replace("processes = 2", "processes = 3", 1))
+    logged()
+    master.reload()
+    assert logged() == [
+        f"INFO reloading: {path} (HUP)",
+        "INFO replacing: demo (new settings; new children first)",
+        "INFO resized: other to 3",
+        "INFO added: fresh",
+        "INFO retiring: gone#1 (pid 1005, removed from the ini)",
+        "INFO retiring: gone#2 (pid 1006, removed from the ini)",
+        f"INFO reloaded: {path} (3 pools)",
+    ]
+    master.manage_pools(clock())
+    boot_all(master)
+    master.manage_pools(clock())  # the new demo is up: the old one goes
+    system.exits.extend((pid, exited(0)) for pid in (1001, 1002, 1005, 1006))
+    master.reap()
+    master.manage_pools(clock())
+    assert [line for line in logged() if "booted: " not in line] == [
+        "INFO retiring: demo#1 (pid 1001, replaced by the new demo)",
+        "INFO retiring: demo#2 (pid 1002, replaced by the new demo)",
+        "INFO exited: demo#1 (pid 1001, exit code 0)",
+        "INFO exited: demo#2 (pid 1002, exit code 0)",
+        "INFO exited: gone#1 (pid 1005, exit code 0)",
+        "INFO exited: gone#2 (pid 1006, exit code 0)",
+        "INFO drained: demo",
+        "INFO drained: gone",
+    ]
+    path.write_text(path.read_text().replace("127.0.0.1:4599", "127.0.0.1:4600"))
+    before = master.config
+    master.reload()
+    assert master.config is before
+    assert logged() == [
+        f"INFO reloading: {path} (HUP)",
+        f"ERROR reload refused: {path}: [caravand] endpoint settings changed: restart caravand to apply"
+        " (the running configuration stays)",
+    ]
 
 
 def test_a_pool_removed_before_its_replacement_was_up_drains_both_generations(tmp_path, system, spawned, clock):

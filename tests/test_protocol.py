@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from test_master_unit import Clock, FakeSystem, make_master, write_config
+from test_master_unit import FakeSystem, make_master, write_config
 
 from caravand import child as child_module
 from caravand import protocol
@@ -97,15 +97,15 @@ def titles(monkeypatch):
 
 def test_the_reporter_and_the_master_agree_on_every_line(tmp_path, titles):
     """What the child's poll loop does, through a real pipe, is what the master records."""
-    clock = Clock()
-    master = make_master(write_config(tmp_path), FakeSystem(clock))
+    now = 5000.0
+    master = make_master(write_config(tmp_path), FakeSystem(lambda: now))
     read_end, write_end = os.pipe2(os.O_NONBLOCK)
-    child = Child(4242, master.pools["demo"], 1, read_end, clock(), clock())
+    child = Child(4242, master.pools["demo"], 1, read_end, now - 2, now - 2)
     reporter = Reporter(write_end, "caravand: decider demo#1 [CaravanDemo/default]", os.getppid())
     try:
         reporter.booted()
         master.read_child(child)
-        assert (child.state, child.booted_at) == (ChildState.IDLE, clock())
+        assert (child.state, child.booted_at, child.last_seen) == (ChildState.IDLE, now, now)
         reporter.poll_started(None, 5070.0)
         master.read_child(child)
         assert (child.state, child.deadline) == (ChildState.POLLING, 5070.0)
