@@ -1,6 +1,10 @@
-"""Reading ``caravan.ini``: the ``[caravand]`` section and its settings.
+"""Reading ``caravan.ini``: the ``[caravand]`` section, the pools, the logging sections.
 
-The ini is a PasteDeploy file: it is read with PasteDeploy's own loader, so
+As pserve does with its loader, the file is read once (:func:`read_ini`)
+into an :class:`Ini` that every caller queries: :func:`load` for the daemon
+(start and reload), ``caravand``'s check of its ``key=value`` overrides,
+caravanctl's ``-c`` (:meth:`Ini.master`, :meth:`Ini.pool_domains`) and
+:func:`setup_logging`. It is parsed with PasteDeploy's own parser, so
 ``%(here)s``, ``%(__file__)s`` and ``[DEFAULT]`` mean what they mean to
 pserve. Each setting is one declarative :class:`Setting` record; its parser
 returns the clean value or raises ``ValueError`` with what was expected, and
