@@ -1,4 +1,4 @@
-"""Helpers of the tests: waiting on conditions, running our commands as real processes."""
+"""Helpers of the tests: a fake clock, waiting on conditions, running our commands as real processes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,36 @@ import os
 import subprocess
 import sys
 import time
+
+
+class FakeClock:
+    """A fake monotonic clock: it moves only when a test advances it or the code under test sleeps on it.
+
+    Pass the clock itself where code takes ``time.monotonic`` (``clock=fake``)
+    and ``fake.sleep`` where it takes ``time.sleep``: each pause is recorded
+    in ``sleeps`` (none is real) and moves the clock. ``on_sleep(count)``,
+    when set, runs after each pause with the number of pauses so far (to
+    stop a loop after so many).
+    """
+
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+        self.sleeps: list[float] = []
+        self.on_sleep = None
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def sleep(self, seconds: float) -> bool:
+        """Record the pause and move the clock; False, as a stop event's ``wait()`` that was not set."""
+        self.sleeps.append(seconds)
+        self.advance(seconds)
+        if self.on_sleep:
+            self.on_sleep(len(self.sleeps))
+        return False
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):

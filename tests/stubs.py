@@ -1,4 +1,4 @@
-"""Test doubles of the poll loops: offline SWF clients under botocore's Stubber, a fake clock, recording hooks.
+"""Test doubles of the poll loops: offline SWF clients under botocore's Stubber, recording hooks.
 
 Shared by the tests of the ActivityWorker, of the Decider and of the
 authoring APIs (``from stubs import ...``, as ``from helpers import ...``).
@@ -12,6 +12,7 @@ from unittest import mock
 
 import boto3
 from botocore.stub import Stubber
+from helpers import FakeClock
 
 from caravand import swf
 from caravand.poller import Hooks
@@ -42,30 +43,7 @@ def event(event_id: int, event_type: str, **attributes) -> dict:
     }
 
 
-# -- time and hooks
-
-
-class FakeTime:
-    """A clock that moves only when slept on: ``sleeps`` lists every pause, none of them real.
-
-    ``on_sleep(count)``, when set, runs after each pause with the number of
-    pauses so far (to stop a loop after so many).
-    """
-
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-        self.on_sleep = None
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> bool:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        if self.on_sleep:
-            self.on_sleep(len(self.sleeps))
-        return False
+# -- hooks
 
 
 class RecordingHooks(Hooks):
@@ -121,7 +99,7 @@ class PollRecordingHooks(RecordingHooks):
 
 
 class StubbedPoller:
-    """A poller (of ``poller_class``) on two Stubber'd clients, a FakeTime and the given hooks.
+    """A poller (of ``poller_class``) on two Stubber'd clients, a FakeClock and the given hooks.
 
     It serves ``types`` on ``task_list`` of domain "D", its jitter fixed at
     1.0 (``rng``). ``poll_stub`` answers its polls (``poll_operation``; an
@@ -134,7 +112,7 @@ class StubbedPoller:
     empty_poll: dict
 
     def __init__(self, poller_class, task_list: str, types, *, identity: str, hooks: Hooks, **kwargs):
-        self.fake = FakeTime()
+        self.fake = FakeClock()
         self.hooks = hooks
         self.calls: list[tuple[str, dict]] = []
         self.poller = poller_class(
@@ -144,7 +122,7 @@ class StubbedPoller:
             types,
             identity=identity,
             hooks=hooks,
-            clock=self.fake.clock,
+            clock=self.fake,
             sleep=self.fake.sleep,
             rng=lambda: 1.0,
             **kwargs,

@@ -11,7 +11,8 @@ import time
 
 import pytest
 from endpoints import ScriptedEndpoint
-from stubs import FakeTime, RecordingHooks, ScriptedClient, StubbedPoller, client_error
+from helpers import FakeClock
+from stubs import RecordingHooks, ScriptedClient, StubbedPoller, client_error
 
 from caravand import Activity, ActivityCanceled, ActivityTask, Workflow, activity, swf
 from caravand.activity_worker import ActivityWorker, encode_result
@@ -155,7 +156,7 @@ class BeatingEcho(Echo):
 def test_moto_end_to_end_in_process(swf_client, fast_moto):
     swf_client.register_domain(name="Moto", workflowExecutionRetentionPeriodInDays="1")
     endpoint = swf.Endpoint(region="us-east-1")
-    nap = FakeTime()
+    nap = FakeClock()
     worker = ActivityWorker(endpoint, "Moto", "acts", [BeatingEcho], sleep=nap.sleep, identity="worker-1")
     decider = Decider(endpoint, "Moto", "deciders", [Remote], sleep=nap.sleep)
     worker.start()

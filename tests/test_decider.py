@@ -10,7 +10,8 @@ import logging
 import threading
 
 import pytest
-from stubs import NOWHERE, FakeTime, PollRecordingHooks, StubbedPoller, event, offline_client
+from helpers import FakeClock
+from stubs import NOWHERE, PollRecordingHooks, StubbedPoller, event, offline_client
 
 from caravand import DecisionDone, Workflow, swf
 from caravand.decider import PAGE_ATTEMPT_BUDGET, PAGE_ATTEMPTS, PAGE_BACKOFF_CAP, Decider, check_on_error
@@ -204,7 +205,7 @@ def moto_domain(swf_client, fast_moto):
 
 def test_moto_registers_its_type_and_answers_a_started_execution(moto_domain):
     client = moto_domain
-    fake, hooks = FakeTime(), PollRecordingHooks()
+    fake, hooks = FakeClock(), PollRecordingHooks()
     decider = Decider(
         swf.Endpoint(region="us-east-1"), "Moto", "deciders", [Flow], hooks=hooks, sleep=fake.sleep, rng=lambda: 1.0
     )
@@ -237,14 +238,14 @@ def test_moto_registers_its_type_and_answers_a_started_execution(moto_domain):
 
 
 def test_moto_empty_poll_pauses(moto_domain):
-    fake = FakeTime()
+    fake = FakeClock()
     decider = Decider(
         swf.Endpoint(region="us-east-1"),
         "Moto",
         "deciders",
         [Flow],
         sleep=fake.sleep,
-        clock=fake.clock,
+        clock=fake,
         rng=lambda: 1.0,
     )
     decider.start()
@@ -501,14 +502,14 @@ def test_server_errors_back_off_and_the_loop_survives():
 
 def test_connection_errors_back_off():
     """A real, refused connection on loopback: the poll fails, the loop does not."""
-    fake, hooks = FakeTime(), PollRecordingHooks()
+    fake, hooks = FakeClock(), PollRecordingHooks()
     decider = Decider(
         swf.Endpoint(endpoint_url=NOWHERE, region="us-east-1"),
         "D",
         "deciders",
         [Flow],
         hooks=hooks,
-        clock=fake.clock,
+        clock=fake,
         sleep=fake.sleep,
         rng=lambda: 1.0,
     )

@@ -16,7 +16,8 @@ import time
 
 import botocore.exceptions
 import pytest
-from stubs import FakeTime, ScriptedClient, client_error
+from helpers import FakeClock
+from stubs import ScriptedClient, client_error
 
 from caravand import swf
 from caravand.activity import DETAILS_INTERVAL, HEARTBEAT_FRACTION, ActivityTask, Heartbeater
@@ -56,7 +57,7 @@ class FakeSWF:
 
     LATENCY = 0.05
 
-    def __init__(self, fake: FakeTime, timeout: float | None, *script: str, then: str = "ok"):
+    def __init__(self, fake: FakeClock, timeout: float | None, *script: str, then: str = "ok"):
         self.fake = fake
         self.timeout = timeout
         self.script = list(script)
@@ -105,10 +106,10 @@ class Timeline:
     """
 
     def __init__(self, timeout: float | None, *script: str, then: str = "ok", rng=lambda: 0.5):
-        self.fake = FakeTime()
+        self.fake = FakeClock()
         self.start = self.fake.now
         self.swf = FakeSWF(self.fake, timeout, *script, then=then)
-        self.task = ActivityTask(task_data(), client_for=self.swf.client_for, clock=self.fake.clock)
+        self.task = ActivityTask(task_data(), client_for=self.swf.client_for, clock=self.fake)
         self.beater = Heartbeater(self.task, timeout, wait=self.wait, rng=rng)
         self.actions: dict[float, object] = {}
         self.end = self.start

@@ -6,7 +6,8 @@ import types
 
 import pytest
 from botocore.stub import Stubber
-from stubs import FakeTime, offline_client
+from helpers import FakeClock
+from stubs import offline_client
 
 from caravand import registration, swf
 from caravand.examples.demo import Demo
@@ -36,9 +37,9 @@ def test_throttling_during_a_fleet_deploy_is_waited_out():
     stub.add_client_error("register_workflow_type", "ThrottlingException", http_status_code=400)
     stub.add_client_error("register_workflow_type", "InternalFailure", http_status_code=500)
     stub.add_response("register_workflow_type", {})
-    fake = FakeTime()
+    fake = FakeClock()
     registration.register_pool(
-        client, pool(), register_domain_too=True, deadline=fake.now + 100, clock=fake.clock, sleep=fake.sleep,
+        client, pool(), register_domain_too=True, deadline=fake.now + 100, clock=fake, sleep=fake.sleep,
         rng=lambda: 1.0,
     )  # fmt: skip
     assert fake.sleeps == [0.5, 1.0, 2.0, 0.5, 1.0]  # each step's own backoff, capped, jittered by rng
@@ -49,10 +50,10 @@ def test_retries_stop_at_the_deadline():
     client, stub = stubbed()
     for _ in range(10):
         stub.add_client_error("register_workflow_type", "ThrottlingException", http_status_code=400)
-    fake = FakeTime()
+    fake = FakeClock()
     with pytest.raises(swf.SWFError) as info:
         registration.register_pool(
-            client, pool(), register_domain_too=False, deadline=fake.now + 3, clock=fake.clock, sleep=fake.sleep,
+            client, pool(), register_domain_too=False, deadline=fake.now + 3, clock=fake, sleep=fake.sleep,
             rng=lambda: 1.0,
         )  # fmt: skip
     assert info.value.code == "ThrottlingException"
@@ -62,10 +63,10 @@ def test_retries_stop_at_the_deadline():
 def test_an_error_no_retry_fixes_is_raised_at_once():
     client, stub = stubbed()
     stub.add_client_error("register_workflow_type", "UnknownResourceFault", http_status_code=400)
-    fake = FakeTime()
+    fake = FakeClock()
     with pytest.raises(swf.SWFError):
         registration.register_pool(
-            client, pool(), register_domain_too=False, deadline=fake.now + 100, clock=fake.clock, sleep=fake.sleep
+            client, pool(), register_domain_too=False, deadline=fake.now + 100, clock=fake, sleep=fake.sleep
         )
     assert fake.sleeps == []
 
@@ -82,9 +83,9 @@ def test_a_domain_that_exists_though_registering_it_was_refused_lets_the_types_g
         },
     )
     stub.add_response("register_workflow_type", {})
-    fake = FakeTime()
+    fake = FakeClock()
     registration.register_pool(
-        client, pool(), register_domain_too=True, deadline=fake.now + 100, clock=fake.clock, sleep=fake.sleep
+        client, pool(), register_domain_too=True, deadline=fake.now + 100, clock=fake, sleep=fake.sleep
     )
     stub.assert_no_pending_responses()
 

@@ -14,7 +14,8 @@ import types
 import botocore.exceptions
 import pytest
 from endpoints import ScriptedEndpoint
-from stubs import NOWHERE, FakeTime, ScriptedClient, client_error
+from helpers import FakeClock
+from stubs import NOWHERE, ScriptedClient, client_error
 
 from caravand import poller, swf
 from caravand.activity_worker import ActivityWorker
@@ -23,9 +24,9 @@ TASK = types.SimpleNamespace(token="token-1")
 DONE = {}
 
 
-def worker(*script, then=None, rng=lambda: 1.0, **kwargs) -> tuple[ActivityWorker, FakeTime, list[float]]:
+def worker(*script, then=None, rng=lambda: 1.0, **kwargs) -> tuple[ActivityWorker, FakeClock, list[float]]:
     """An ActivityWorker whose call client answers from ``script`` on a fake clock; also the times of its calls."""
-    fake = FakeTime()
+    fake = FakeClock()
     times: list[float] = []
 
     def timed(step):
@@ -40,7 +41,7 @@ def worker(*script, then=None, rng=lambda: 1.0, **kwargs) -> tuple[ActivityWorke
         "D",
         "acts",
         [],
-        clock=fake.clock,
+        clock=fake,
         sleep=fake.sleep,
         rng=rng,
         **kwargs,
@@ -159,7 +160,7 @@ class RecordingClients:
 
 def test_each_attempt_fits_half_the_time_left():
     w, fake, times = worker(throttled(), throttled(), throttled(), DONE)
-    w.clients = RecordingClients(w.client, fake.clock)
+    w.clients = RecordingClients(w.client, fake)
     deadline = fake.now + 20
     assert respond(w, deadline=deadline) == "completed"
     assert [budget for _, budget in w.clients.asked] == [(deadline - at) / 2 for at, _ in w.clients.asked]

@@ -3,22 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from helpers import FakeClock
 
 from caravand.states import KillStage, PoolHealth, PoolState, RestartPolicy
-
-
-class Clock:
-    """A fake monotonic clock: a mutable float that tests move by hand."""
-
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
 
 POLICY = RestartPolicy(
     backoff_base=1.0, backoff_cap=8.0, max_restarts=3, restart_window=60.0, fatal_retry=300.0, min_uptime=5.0
@@ -27,14 +14,14 @@ POLICY = RestartPolicy(
 
 @pytest.fixture
 def clock():
-    return Clock()
+    return FakeClock()
 
 
 def make(clock, policy=POLICY, rng=lambda: 1.0) -> PoolHealth:
     return PoolHealth("p", policy, clock, rng)
 
 
-def crash_and_wait(health: PoolHealth, clock: Clock, uptime: float = 0.0) -> float:
+def crash_and_wait(health: PoolHealth, clock: FakeClock, uptime: float = 0.0) -> float:
     """A crash; then let the backoff pass and the pool start again. Returns the delay."""
     health.child_exited(crashed=True, uptime=uptime)
     assert health.state is PoolState.BACKOFF
