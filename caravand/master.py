@@ -547,8 +547,10 @@ class Master:
         if word == protocol.BOOTED:  # BOOTING -> IDLE
             child.state, child.deadline, child.booted_at = ChildState.IDLE, None, now
             log.info("booted: %s (pid %d) in %.2f s", child.label, child.pid, now - child.started_at)
-        elif word == protocol.IDLE or word in protocol.BUSY:  # a garbled deadline reads as none
-            child.state, child.deadline = message.state, message.deadline
+        elif word == protocol.IDLE:
+            child.state, child.deadline = ChildState.IDLE, None
+        elif word in protocol.BUSY:  # POLLING, PAGING, WORKING; a garbled deadline reads as none
+            child.state, child.deadline = protocol.BUSY[word], message.deadline
         elif word == protocol.FAILED:  # it gives up, and exits as a failed start
             child.failure = message.text or "no reason given"
         elif word == protocol.DONE:

@@ -96,13 +96,6 @@ class Message:
     text: str = ""  # DONE's outcome, FAILED's reason
     garbled: bool = False  # an unknown word, or a deadline that is no number
 
-    @property
-    def state(self) -> ChildState | None:
-        """What the child does from now on, if the message says (BOOTED and IDLE: idle)."""
-        if self.word in (BOOTED, IDLE):
-            return ChildState.IDLE
-        return BUSY.get(self.word)
-
 
 def decode(line: bytes) -> Message | None:
     """The message of one line (without its ``\\n``), or None for an empty line."""

@@ -27,7 +27,8 @@ class ChildState(enum.Enum):
 
     The child moves itself: BOOTING -> IDLE once it booted, then among IDLE,
     POLLING, PAGING and WORKING as its poll loop goes. The master only
-    records each move, and judges the child late by what it does.
+    records each move, and judges the child late by what it does. The
+    values are also the last word of the child's process title (``ps``).
     """
 
     BOOTING = "booting"  # forked, its poller not built yet: bound by boot_timeout
