@@ -1,10 +1,12 @@
-"""Helpers of the tests: a fake clock, waiting on conditions, running our commands as real processes."""
+"""Helpers of the tests: a fake clock, ini files, waiting on conditions, running our commands as real processes."""
 
 from __future__ import annotations
 
 import os
+import pathlib
 import subprocess
 import sys
+import textwrap
 import time
 
 
@@ -36,6 +38,32 @@ class FakeClock:
         if self.on_sleep:
             self.on_sleep(len(self.sleeps))
         return False
+
+
+def write_ini(directory, text: str, name: str = "caravan.ini") -> str:
+    """Write ``text`` (dedented) as the ini file ``name`` in ``directory``; its path."""
+    path = pathlib.Path(directory) / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def write_master_ini(path: pathlib.Path, endpoint, *pools: str, **master) -> pathlib.Path:
+    """Write at ``path`` a daemon's ini for the test ``endpoint`` (its ``url``): [caravand], then ``pools``.
+
+    ``master`` adds or overrides [caravand] keys. The emulator answers an
+    empty poll after 1 s: poll_timeout says so, and a stop's shortest
+    deadline (poll_timeout + 10 s read margin + 10 s to fail a task in
+    hand) follows it.
+    """
+    settings = {
+        "endpoint_url": endpoint.url,
+        "register_domains": "true",
+        "poll_timeout": "1",
+        "graceful_timeout": "25",
+        **master,
+    }
+    text = "[caravand]\n" + "".join(f"{key} = {value}\n" for key, value in settings.items())
+    return pathlib.Path(write_ini(path.parent, text + "".join(f"\n{pool}" for pool in pools), path.name))
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):

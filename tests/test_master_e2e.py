@@ -24,6 +24,7 @@ import time
 
 import pytest
 from helpers import run_cli, wait_for
+from helpers import write_master_ini as write_ini
 
 from caravand import swf
 
@@ -126,22 +127,6 @@ def demo_pool(name: str, domain: str, task_list: str = "default", processes: int
     return pool_section(
         name, domain=domain, task_list=task_list, modules="caravand.examples.demo", processes=processes, **keys
     )
-
-
-def write_ini(path: pathlib.Path, endpoint, *pools: str, **master) -> pathlib.Path:
-    # The emulator answers an empty poll after 1 s: poll_timeout says so, and
-    # a stop's shortest deadline (poll_timeout + 10 s read margin + 10 s to
-    # fail a task in hand) follows it.
-    settings = {
-        "endpoint_url": endpoint.url,
-        "register_domains": "true",
-        "poll_timeout": "1",
-        "graceful_timeout": "25",
-        **master,
-    }
-    text = "[caravand]\n" + "".join(f"{key} = {value}\n" for key, value in settings.items())
-    path.write_text(text + "".join(f"\n{pool}" for pool in pools))
-    return path
 
 
 def master_env(**extra: str) -> dict[str, str]:
