@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from caravand import __version__, embedded, output, swf
+from caravand import __version__, embedded, output, swf, values
 from caravand.cli import Context, Parser, add_common, run
 from caravand.config import DEFAULT_EMBEDDED_PORT
 from caravand.swf import UsageError
@@ -66,8 +66,8 @@ def seconds(value: str) -> str:
 
 
 def retention(value: str) -> str:
-    if value.upper() == "NONE":
-        return "NONE"
+    if values.is_none(value):
+        return values.NONE
     if value.isdigit() and 0 <= int(value) <= 90:
         return str(int(value))
     raise argparse.ArgumentTypeError(f"{value!r} is not a retention: expected 0 to 90 days, or NONE")

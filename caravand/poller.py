@@ -34,8 +34,6 @@ from caravand import swf
 
 log = logging.getLogger(__name__)
 
-#: Error codes that mean "slow down": throttling, or too many idle pollers (kept in swf, which retries them too).
-THROTTLING_CODES = swf.THROTTLING_CODES
 #: An empty poll quicker than this did not wait on the server like a long poll.
 FAST_EMPTY_POLL = 2.0
 #: ...and is followed by a pause that brings the cycle to about this long.
@@ -293,7 +291,7 @@ class Poller:
                     f"polling {self.domain}/{self.task_list} failed {self.unfixable_errors} times in a row "
                     f"over {lasted:.0f} s with an error no retry can fix: {exc}"
                 )
-        throttled = isinstance(exc, swf.SWFError) and exc.code in THROTTLING_CODES
+        throttled = isinstance(exc, swf.SWFError) and exc.code in swf.THROTTLING_CODES
         self.stats["throttled" if throttled else "poll_errors"] += 1
         self.hooks.poll_failed(self, exc, throttled)
         delay = self.backoff.next_delay()
@@ -362,7 +360,7 @@ class Poller:
         return self.clients.within(budget)
 
     def _respond_retried(self, task, error: swf.CaravanError, attempt: int, delay: float) -> None:
-        throttled = isinstance(error, swf.SWFError) and error.code in THROTTLING_CODES
+        throttled = isinstance(error, swf.SWFError) and error.code in swf.THROTTLING_CODES
         self.stats["respond_throttled" if throttled else "respond_retries"] += 1
         log.warning("respond failed: %r: %s (attempt %d, retry in %.2f s)", task, error, attempt, delay)
         if self._sleep == self._wake.wait:

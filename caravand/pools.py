@@ -16,7 +16,7 @@ from caravand import registration
 from caravand.activity import Activity
 from caravand.activity_worker import ActivityWorker
 from caravand.config import parse_bool, parse_count
-from caravand.decider import MAX_DECISION_RETRIES, ON_ERROR, Decider
+from caravand.decider import MAX_DECISION_RETRIES, Decider, check_on_error
 from caravand.loader import IMPORT_HINT, add_to_sys_path, load_classes, searched
 from caravand.swf import ConfigError, flatten
 from caravand.workflow import Workflow
@@ -104,8 +104,7 @@ class ModulesPool:
 
 def decider(global_conf, modules, on_error="retry", register="true", max_decision_retries=str(MAX_DECISION_RETRIES)):
     """``use = egg:caravand#decider``: deciders running the Workflow classes of ``modules``."""
-    if on_error not in ON_ERROR:
-        raise ConfigError(f"on_error = {on_error!r}: expected one of {', '.join(ON_ERROR)}")
+    check_on_error(on_error)
     try:
         retries = parse_count(max_decision_retries)
     except ValueError as exc:

@@ -5,15 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from helpers import write_ini
 
 from caravand.config import DEFAULT_EMBEDDED_PORT, read_ini
 from caravand.swf import ConfigError, Endpoint
-
-
-def write_ini(tmp_path, text: str, name: str = "caravan.ini") -> str:
-    path = tmp_path / name
-    path.write_text(text)
-    return str(path)
 
 
 def load_master(path: str, overrides=None):

@@ -14,6 +14,7 @@ import sys
 import textwrap
 
 import pytest
+from helpers import write_ini
 
 from caravand import config, main
 from caravand.loader import IMPORT_HINT, check_imports_in_child, check_pool_imports
@@ -47,12 +48,6 @@ def module(tmp_path):
     yield write
     for name in written:
         sys.modules.pop(name, None)
-
-
-def write_ini(tmp_path, text: str, name: str = "caravan.ini") -> str:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return str(path)
 
 
 def pool(modules: str, name: str = "p", use: str = "egg:caravand#decider", **keys) -> str:

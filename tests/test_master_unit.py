@@ -20,6 +20,7 @@ import selectors
 import signal
 
 import pytest
+from helpers import FakeClock
 
 from caravand import config, protocol
 from caravand.master import Child, Master, Pool, System, describe_status
@@ -60,21 +61,10 @@ def write_config(tmp_path, extra: str = "", names=("demo",)) -> config.Config:
     return config.load(str(path))
 
 
-class Clock:
-    def __init__(self, now: float = 5000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class FakeSystem(System):
     """No fork; kill is recorded; waitpid hands out the exits a test queued."""
 
-    def __init__(self, clock: Clock):
+    def __init__(self, clock: FakeClock):
         self.monotonic = clock
         self.killed: list[tuple[int, int]] = []
         self.exits: list[tuple[int, int]] = []
@@ -120,7 +110,7 @@ class FakeNotifier:
 
 @pytest.fixture
 def clock():
-    return Clock()
+    return FakeClock(5000.0)
 
 
 @pytest.fixture
@@ -197,7 +187,7 @@ def pool(tmp_path, clock):
     return Pool(write_config(tmp_path).pools["demo"], clock)
 
 
-def new_child(pool: Pool, clock: Clock, index: int = 1) -> Child:
+def new_child(pool: Pool, clock: FakeClock, index: int = 1) -> Child:
     child = Child(100 + index, pool, index, -1, clock(), clock())
     pool.add(child)
     return child

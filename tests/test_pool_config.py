@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+from helpers import write_ini
 
 from caravand import config
 from caravand.loader import check_imports_in_child
@@ -22,12 +23,6 @@ domain = CaravanDemo
 task_list = default
 modules = caravand.examples.demo
 """
-
-
-def write_ini(tmp_path, text: str, name: str = "caravan.ini") -> str:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return str(path)
 
 
 def config_error(path: str, overrides=None) -> str:

@@ -10,9 +10,9 @@ import builtins
 import io
 import logging
 import os
-import textwrap
 
 import pytest
+from helpers import write_ini
 
 from caravand import cli, config, ctl, main
 
@@ -82,12 +82,6 @@ def reads(monkeypatch):
     monkeypatch.setattr(builtins, "open", watched_open)
     monkeypatch.setattr(io, "open", watched_open)
     return lambda path: opened.count(os.path.realpath(path))
-
-
-def write_ini(tmp_path, text: str) -> str:
-    path = tmp_path / "caravan.ini"
-    path.write_text(textwrap.dedent(text))
-    return str(path)
 
 
 @pytest.fixture
