@@ -18,6 +18,8 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["caravand", "caravand.*"]),
+    # PEP 561: the package's annotations (its plug-in contracts among them) are for type checkers too.
+    package_data={"caravand": ["py.typed"]},
     install_requires=[
         "boto3>=1.34",
         "PasteDeploy>=3.1,<4",

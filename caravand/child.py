@@ -36,10 +36,10 @@ import setproctitle
 
 from caravand import protocol, registration, swf
 from caravand.activity_worker import FAIL_IN_HAND_BUDGET
-from caravand.config import ALARM_MARGIN
-from caravand.loader import add_to_sys_path
+from caravand.config import ALARM_MARGIN, PoolSpec
+from caravand.contracts import PollerLike, optional, start_poller
 from caravand.pdeath import parent_is, set_parent_death_signal
-from caravand.poller import Hooks, Poller, PollerGaveUp
+from caravand.poller import Hooks, PollerGaveUp
 from caravand.sigmask import ASYNC_SIGNALS, start_quiet
 from caravand.states import ChildState
 from caravand.swf import CaravanError
@@ -156,7 +156,7 @@ class ChildProcess:
 
     def __init__(
         self,
-        pool,
+        pool: PoolSpec,
         index: int,
         endpoint,
         write_fd: int,
@@ -174,7 +174,7 @@ class ChildProcess:
         self.parent_pid = parent_pid
         self.title = f"caravand: {pool.kind} {pool.name}#{index} [{pool.domain}/{pool.task_list}]"
         self.reporter = Reporter(write_fd, self.title, parent_pid)
-        self.poller = None
+        self.poller: PollerLike | None = None
         self.stop_requested = False
         self.fast_exit_raised = False
         self.orphan_timer_armed = False
@@ -201,20 +201,17 @@ class ChildProcess:
                 os._exit(code)
 
     def main(self) -> int:
-        add_to_sys_path(getattr(self.pool, "pythonpath", ()))  # first: before anything imports the pool's modules
+        self.pool.apply_pythonpath()  # first: before anything imports the pool's modules
         die_with_parent(self.parent_pid)
         self.install_signals()
         self.enable_stack_dumps()
         self.reporter.show(ChildState.BOOTING.value)
         start_quiet(threading.Thread(target=self.reporter.beat_forever, name="beat", daemon=True))
         try:
-            self.poller = self.pool.make_poller(
+            poller = self.poller = self.pool.make_poller(
                 self.endpoint, identity=f"{os.uname().nodename}:{os.getpid()}", hooks=self.reporter
             )
-            if self.session is not None and isinstance(self.poller, Poller):
-                self.poller.start(session=self.session)
-            else:
-                self.poller.start()
+            start_poller(poller, self.session)
         except CaravanError as exc:
             log.error("failed to boot: %s#%d: %s", self.pool.name, self.index, exc)
             self.reporter.failed(str(exc))
@@ -227,7 +224,7 @@ class ChildProcess:
         if self.stop_requested:
             return EXIT_OK
         try:
-            self.poller.run_forever()
+            poller.run_forever()
         except PollerGaveUp as exc:
             log.error("gave up: %s#%d: %s", self.pool.name, self.index, exc)
             self.reporter.failed(str(exc))
@@ -292,7 +289,7 @@ class ChildProcess:
     def on_quit(self, signum, frame) -> None:
         """QUIT (from the master): stop now unless a task is in hand."""
         self.request_stop()
-        abortable = self.poller is None or getattr(self.poller, "abortable", False)
+        abortable = self.poller is None or optional(self.poller, "abortable")
         if abortable and not self.fast_exit_raised:
             # Only while booting or inside the long poll itself, before any task
             # exists; and only once, so that it cannot strike the way out.
@@ -314,10 +311,11 @@ class ChildProcess:
         def fail_and_exit():
             # An answer of finished work being retried now must not be cut:
             # it gets what the margin allows first.
-            wait_for_answer = getattr(self.poller, "wait_for_answer", None)
+            poller = self.poller  # None: it was still booting, nothing is in hand
+            wait_for_answer = None if poller is None else optional(poller, "wait_for_answer")
             if wait_for_answer is not None and not wait_for_answer(FAIL_IN_HAND_BUDGET):
                 log.warning("deadline: %s#%d: an answer was still in flight", self.pool.name, self.index)
-            fail = getattr(self.poller, "fail_task_in_hand", None)
+            fail = None if poller is None else optional(poller, "fail_task_in_hand")
             if fail is not None:
                 try:
                     fail("worker-shutdown")
@@ -369,7 +367,9 @@ class RegistrarProcess:
     nor a child's boot waits on SWF (which throttles a fleet deploy).
     """
 
-    def __init__(self, pool, endpoint, parent_pid: int, *, register_domain: bool, timeout: float, session=None):
+    def __init__(
+        self, pool: PoolSpec, endpoint, parent_pid: int, *, register_domain: bool, timeout: float, session=None
+    ):
         self.pool = pool
         self.endpoint = endpoint
         self.parent_pid = parent_pid

@@ -29,7 +29,9 @@ from collections.abc import Callable
 
 from paste.deploy.loadwsgi import ConfigLoader, NicerConfigParser
 
+from caravand.contracts import PollerLike, PoolFactory, is_pool_factory, optional
 from caravand.loader import add_to_sys_path, sys_path_added
+from caravand.poller import Hooks
 from caravand.states import RestartPolicy
 from caravand.swf import SWF_POLL_HOLD, ConfigError, Endpoint, UsageError, flatten
 
@@ -429,7 +431,7 @@ class PoolSpec:
     name: str
     use: str
     kind: str
-    factory: object  # has make_poller(endpoint, *, domain, task_list, identity, hooks)
+    factory: PoolFactory
     options: tuple  # the factory's own keys, as (key, value) pairs
     domain: str
     task_list: str
@@ -454,13 +456,13 @@ class PoolSpec:
         """Put the pool's directories first on ``sys.path`` (in each child, and the master with preload)."""
         add_to_sys_path(self.pythonpath)
 
-    def make_poller(self, endpoint, *, identity, hooks):
+    def make_poller(self, endpoint: Endpoint, *, identity: str, hooks: Hooks) -> PollerLike:
         return self.factory.make_poller(
             endpoint, domain=self.domain, task_list=self.task_list, identity=identity, hooks=hooks
         )
 
     def preload(self) -> None:
-        preload = getattr(self.factory, "preload", None)
+        preload = optional(self.factory, "preload")
         if preload is not None:
             self.apply_pythonpath()
             preload()
@@ -477,9 +479,9 @@ class PoolSpec:
 
     def same_work(self, other: PoolSpec) -> bool:
         """True when only the process count differs: resize in place, no replacement."""
-        mine = dataclasses.replace(self, processes=0, factory=None)
-        theirs = dataclasses.replace(other, processes=0, factory=None)
-        return mine == theirs
+        # Each reading makes its own factory object: the ``use`` and options that made it are what compare.
+        mine = dataclasses.replace(self, processes=0, factory=other.factory)
+        return mine == dataclasses.replace(other, processes=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -605,7 +607,7 @@ def parse_pool(ini: Ini, section: str, variables: dict, master: MasterSpec) -> P
         raise ConfigError(f"{path}: [{section}] {exc}") from None
     except Exception as exc:  # a factory of one's own may raise anything
         raise ConfigError(f"{path}: [{section}] use: {use}: {type(exc).__name__}: {flatten(exc)}") from None
-    if not callable(getattr(made, "make_poller", None)):
+    if not is_pool_factory(made):
         raise ConfigError(f"{path}: [{section}] use: {use} made {made!r}, which has no make_poller()")
     from caravand.pools import ModulesPool  # it imports this module
 
@@ -614,7 +616,7 @@ def parse_pool(ini: Ini, section: str, variables: dict, master: MasterSpec) -> P
     return PoolSpec(
         name=name,
         use=use,
-        kind=str(getattr(made, "kind", "pool")),
+        kind=str(optional(made, "kind")),
         factory=made,
         options=tuple(sorted(options.items())),
         **values,

@@ -23,6 +23,7 @@ import sys
 import sysconfig
 import time
 
+from caravand.contracts import optional
 from caravand.swf import CaravanError, ConfigError, flatten
 
 #: What an unfindable module's message tells caravand's users to do; the
@@ -160,11 +161,11 @@ def check_pool_imports(config) -> None:
     saved = list(sys.path)
     try:
         for spec in config.pools.values():
-            preload = getattr(spec.factory, "preload", None)
+            preload = optional(spec.factory, "preload")
             if preload is None:
                 continue
             sys.path[:] = saved  # one pool's directories never find another pool's modules
-            add_to_sys_path(getattr(spec, "pythonpath", ()))
+            spec.apply_pythonpath()
             where = f"{config.path}: [pool:{spec.name}] modules"
             try:
                 preload()
@@ -185,7 +186,7 @@ def check_imports_in_child(config, *, logging: bool = False, timeout: float = IM
     found without configuring logging here. A child that takes longer than
     ``timeout`` seconds (a module that blocks as it imports) is killed.
     """
-    if not logging and not any(getattr(spec.factory, "preload", None) for spec in config.pools.values()):
+    if not logging and not any(optional(spec.factory, "preload") for spec in config.pools.values()):
         return  # nothing to import: no process to start
     sys.stdout.flush()
     sys.stderr.flush()

@@ -35,7 +35,8 @@ import setproctitle
 from caravand import child as child_module
 from caravand import protocol, swf
 from caravand.child import ChildProcess, RegistrarProcess, reopen_log_files, reopen_output
-from caravand.config import ALARM_MARGIN, Config, load, setup_logging
+from caravand.config import ALARM_MARGIN, Config, PoolSpec, load, setup_logging
+from caravand.contracts import optional
 from caravand.poller import Backoff
 from caravand.sdnotify import Notifier
 from caravand.states import ChildState, KillStage, PoolHealth, PoolState
@@ -1032,8 +1033,9 @@ class Master:
 
     # -- registration: once per pool and version, in a throwaway process
 
-    def needs_registration(self, spec) -> bool:
-        registers_types = hasattr(spec.factory, "register_types") and getattr(spec.factory, "register", True)
+    def needs_registration(self, spec: PoolSpec) -> bool:
+        factory = spec.factory
+        registers_types = optional(factory, "register_types") is not None and optional(factory, "register")
         return self.config.master.register_domains or registers_types
 
     def make_pool(self, spec) -> Pool:

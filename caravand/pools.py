@@ -2,22 +2,26 @@
 
 A pool factory is called by the master when it reads the ini, with the
 ``[DEFAULT]`` values and the section's own keys (those that are not common
-pool settings such as ``processes``). It validates them and returns an
-object with a ``kind`` and ``make_poller(endpoint, *, domain, task_list,
-identity, hooks)``, which each child calls after fork. ``use =
-call:mypkg.mod:factory`` plugs in a framework of one's own the same way.
+pool settings such as ``processes``). It validates them and returns a
+:class:`caravand.contracts.PoolFactory`: ``make_poller(endpoint, *, domain,
+task_list, identity, hooks)``, which each child calls after fork, and here
+all its optional members (``kind``, ``preload``, ``register_types``,
+``register``). ``use = call:mypkg.mod:factory`` plugs in a framework of
+one's own the same way.
 """
 
 from __future__ import annotations
 
 import importlib.util
 
-from caravand import registration
+from caravand import registration, swf
 from caravand.activity import Activity
 from caravand.activity_worker import ActivityWorker
 from caravand.config import parse_bool, parse_count
+from caravand.contracts import PollerLike, PoolFactory
 from caravand.decider import MAX_DECISION_RETRIES, Decider, check_on_error
 from caravand.loader import IMPORT_HINT, add_to_sys_path, load_classes, searched
+from caravand.poller import Hooks, Poller
 from caravand.swf import ConfigError, flatten
 from caravand.workflow import Workflow
 
@@ -87,7 +91,9 @@ class ModulesPool:
             kind = "workflow" if self.base is Workflow else "activity"
             registration.register_types(client, domain, kind, self.classes().values())
 
-    def make_poller(self, endpoint, *, domain, task_list, identity, hooks):
+    def make_poller(
+        self, endpoint: swf.Endpoint, *, domain: str, task_list: str, identity: str, hooks: Hooks
+    ) -> Poller:
         # register=False: the master registers once per pool (register_types
         # above, in a throwaway process), so a child boots without calling SWF.
         return self.poller_class(
@@ -100,6 +106,10 @@ class ModulesPool:
             register=False,
             **self.poller_options,
         )
+
+
+# The built-in pools are the model of the contracts: mypy checks that they meet them.
+_MEETS_CONTRACTS: tuple[type[PoolFactory], type[PollerLike]] = (ModulesPool, Poller)
 
 
 def decider(global_conf, modules, on_error="retry", register="true", max_decision_retries=str(MAX_DECISION_RETRIES)):

@@ -16,6 +16,7 @@ import random
 import time
 
 from caravand import swf
+from caravand.contracts import optional
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +131,15 @@ def register_pool(client, spec, *, register_domain_too: bool, deadline: float, *
     """Register what a pool needs before its tasks can flow: its domain (if asked) and its types.
 
     ``spec`` is a PoolSpec; its factory may offer ``register_types(client,
-    domain)`` (the built-in pools do). Runs in a throwaway process the
-    master forks, once per pool and version, so that neither the master's
-    loop nor a child's boot ever waits on SWF for it.
+    domain)`` (the built-in pools do; see caravand.contracts.PoolFactory).
+    Runs in a throwaway process the master forks, once per pool and
+    version, so that neither the master's loop nor a child's boot ever
+    waits on SWF for it.
     """
     if register_domain_too:
         retrying(lambda: register_domain(client, spec.domain), deadline=deadline, what=f"domain {spec.domain}",
                  **retry_options)  # fmt: skip
-    register = getattr(spec.factory, "register_types", None)
+    register = optional(spec.factory, "register_types")
     if register is not None:
         retrying(lambda: register(client, spec.domain), deadline=deadline, what=f"types of {spec.name}",
                  **retry_options)  # fmt: skip
