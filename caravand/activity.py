@@ -142,10 +142,11 @@ class ActivityTask:
             start = self._on_demand and heartbeater is not None and not self._closed
             self._on_demand = self._on_demand and not start
             stop = self.cancel_requested or self.lost
-        if start:
-            start_quiet(heartbeater)
-        elif heartbeater is not None:
-            heartbeater.wake()
+        if heartbeater is not None:
+            if start:
+                start_quiet(heartbeater)
+            else:
+                heartbeater.wake()
         return stop
 
     def start_heartbeats(self, timeout: float | None) -> None:

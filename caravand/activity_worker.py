@@ -40,7 +40,7 @@ class ActivityWorker(Poller):
 
     kind = "activity"
 
-    def __init__(self, endpoint, domain, task_list, activities, **kwargs):
+    def __init__(self, endpoint: swf.Endpoint, domain: str, task_list: str, activities, **kwargs) -> None:
         super().__init__(endpoint, domain, task_list, **kwargs)
         self.activities: dict[tuple[str, str], type[Activity]] = (
             dict(activities) if isinstance(activities, dict) else {(a.name, a.version): a for a in activities}

@@ -238,6 +238,13 @@ class _TextLoader(ConfigLoader):
         self.parser.read_string(text, path)
 
 
+class _KeysAsWritten(configparser.RawConfigParser):
+    """A RawConfigParser whose keys keep their case, as PasteDeploy's do (configparser lowercases them)."""
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr
+
+
 class Ini:
     """A caravan.ini read once, as pserve's loader: the daemon and caravanctl ``-c`` query this one object.
 
@@ -252,8 +259,7 @@ class Ini:
         self.path = path
         self.text = text
         self.loader = _TextLoader(path, text)
-        self.raw = configparser.RawConfigParser(default_section="\0no-default", strict=False)
-        self.raw.optionxform = str
+        self.raw = _KeysAsWritten(default_section="\0no-default", strict=False)
         self.raw.read_string(text, path)
 
     def sections(self) -> list[str]:

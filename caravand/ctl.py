@@ -632,7 +632,9 @@ def build_parser(prog: str = "caravanctl") -> Parser:
     parser = Parser(prog=prog, description="Drive AWS SWF: domains, workflow executions, task lists.")
     parser.add_argument("--version", action="version", version=f"caravand {__version__}")
     add_common(parser, suppress=False, short_verbose=True)
-    groups = {(): parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)}
+    groups: dict[tuple[str, ...], argparse._SubParsersAction] = {
+        (): parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
+    }
     for cmd in COMMANDS:
         for depth in range(1, len(cmd.words)):
             prefix = cmd.words[:depth]

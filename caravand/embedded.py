@@ -29,6 +29,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 
 from caravand.pdeath import parent_is, set_parent_death_signal
 from caravand.sigmask import start_quiet
@@ -88,11 +89,13 @@ def patch_moto() -> None:
     2015-01-01, and gives a terminated or timed-out execution no close
     time. All mended in this process only.
     """
+    from moto.core.utils import unix_time
+    from moto.swf.models.workflow_execution import WorkflowExecution
     from moto.swf.responses import SWFResponse
 
-    original = SWFResponse.signal_workflow_execution
-    if getattr(original, "caravand_patched", False):
+    if getattr(SWFResponse, MENDED, False):
         return
+    original = SWFResponse.signal_workflow_execution
 
     def signal_workflow_execution(self):
         params = json.loads(self.body)
@@ -101,12 +104,9 @@ def patch_moto() -> None:
             self.body = json.dumps(params)
         return original(self)
 
-    signal_workflow_execution.caravand_patched = True
-    SWFResponse.signal_workflow_execution = signal_workflow_execution
+    mend(SWFResponse, signal_workflow_execution=signal_workflow_execution)
 
     # It also describes every execution as started on 2015-01-01: give the real time.
-    from moto.swf.models.workflow_execution import WorkflowExecution
-
     medium = WorkflowExecution.to_medium_dict
 
     def to_medium_dict(self):
@@ -115,11 +115,7 @@ def patch_moto() -> None:
             described["startTimestamp"] = self.start_timestamp
         return described
 
-    WorkflowExecution.to_medium_dict = to_medium_dict
-
     # A terminated or timed-out execution has no close time (SWF lists it with one).
-    from moto.core.utils import unix_time
-
     terminate, timeout = WorkflowExecution.terminate, WorkflowExecution.timeout
 
     def terminate_with_time(self, *args, **kwargs):
@@ -130,8 +126,18 @@ def patch_moto() -> None:
         timeout(self, _timeout)
         self.close_timestamp = self.close_timestamp or _timeout.timestamp
 
-    WorkflowExecution.terminate = terminate_with_time
-    WorkflowExecution.timeout = timeout_with_time
+    mend(WorkflowExecution, to_medium_dict=to_medium_dict, terminate=terminate_with_time, timeout=timeout_with_time)
+
+
+#: The mark of a moto class whose methods :func:`mend` replaced.
+MENDED = "caravand_mended"
+
+
+def mend(cls: type, **methods: Callable) -> None:
+    """Put ``methods`` in place of moto's own of ``cls`` (in this process only), and mark ``cls`` mended."""
+    for name, method in methods.items():
+        setattr(cls, name, method)
+    setattr(cls, MENDED, True)
 
 
 def _make_server(port: int):
@@ -233,10 +239,11 @@ class EmbeddedEndpoint:
             self.stop()
             raise self.failure()
         self.wait_ready(timeout)
-        return self.url
+        return url
 
     def failure(self) -> ConfigError:
         """Why the process died before it listened, as well as the parent can tell (its stderr is not ours)."""
+        assert self.process is not None  # called once the process launched and died
         problem = port_problem(self.port)
         if problem:
             return PortUnavailable(
@@ -268,6 +275,7 @@ class EmbeddedEndpoint:
 
     def read_ready_line(self) -> str | None:
         """Once its stdout is readable: the URL it announced (it listens), or None (it closed stdout: dying)."""
+        assert self.process is not None and self.process.stdout is not None, "launch() first"
         line = self.process.stdout.readline()
         if not line.startswith(READY_PREFIX):
             return None

@@ -22,6 +22,7 @@ import site
 import sys
 import sysconfig
 import time
+from typing import Protocol, TypeGuard
 
 from caravand.contracts import optional
 from caravand.swf import CaravanError, ConfigError, flatten
@@ -87,7 +88,14 @@ def not_found(name: str, hint: str = IMPORT_HINT) -> str:
     return f"cannot import module {name!r} (searched: {searched(name)}): {hint}"
 
 
-def concrete(cls, base) -> bool:
+class Served(Protocol):
+    """A class a pool serves, a Workflow or an Activity: SWF knows it by its name and version."""
+
+    name: str | None
+    version: str | None
+
+
+def concrete(cls: object, base: type) -> TypeGuard[type[Served]]:
     """A class to serve: a subclass of ``base`` with a name and a version, not abstract."""
     return (
         inspect.isclass(cls)

@@ -29,6 +29,7 @@ import tempfile
 import time
 import types
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import setproctitle
 
@@ -40,6 +41,11 @@ from caravand.contracts import optional
 from caravand.poller import Backoff
 from caravand.sdnotify import Notifier
 from caravand.states import ChildState, KillStage, PoolHealth, PoolState
+
+if TYPE_CHECKING:
+    import boto3
+
+    from caravand.embedded import EmbeddedEndpoint  # imported when used: only an embedded endpoint needs it
 
 log = logging.getLogger("caravand.master")
 
@@ -126,6 +132,7 @@ class Child:
     def next_check(self) -> float:
         """The earliest time at which ``overdue`` may start saying yes."""
         if self.kill_stage is KillStage.ABORTED:  # already overdue: only the SIGKILL is ahead
+            assert self.kill_at is not None  # set with ABORTED
             return self.kill_at
         spec = self.pool.spec
         times = [self.last_seen + spec.beat_timeout]
@@ -245,7 +252,7 @@ class Master:
         self.signal_queue: list[int] = []
         self.selector: selectors.BaseSelector | None = None
         self.wakeup: tuple[int, int] | None = None
-        self.embedded = None
+        self.embedded: EmbeddedEndpoint | None = None
         self.endpoint = config.master.endpoint()
         self.stopping: str | None = None  # "graceful" or "fast"
         self.stop_deadline: float | None = None
@@ -256,7 +263,7 @@ class Master:
         self.last_status = ""
         self.next_watchdog = 0.0
         self.extra_fds: list[int] = []  # fds a child must close (pidfile...)
-        self.session = None  # a warmed boto3 session, with preload
+        self.session: boto3.Session | None = None  # a warmed one, with preload
         self.registrars: dict[int, Registrar] = {}
         self.reload_checks: dict[int, ReloadCheck] = {}
         self.embedded_starting = False  # a restarted endpoint that has not said READY yet
@@ -331,6 +338,7 @@ class Master:
         self.tell_systemd(now)
 
     def read_ready(self, timeout: float) -> None:
+        assert self.selector is not None  # start() made it
         for key, _ in self.selector.select(timeout):
             if key.data is None:
                 self.drain_wakeup()
@@ -355,6 +363,7 @@ class Master:
         return max(0.0, min(wakes) - now)
 
     def drain_wakeup(self) -> None:
+        assert self.wakeup is not None  # start() made it
         try:
             while os.read(self.wakeup[0], 4096):
                 pass
@@ -456,6 +465,7 @@ class Master:
         jitter = int(self.rng() * (pool.spec.max_tasks_jitter + 1)) if pool.spec.max_tasks else 0
         child = Child(pid, pool, index, read_end, now, now, max_tasks=pool.spec.max_tasks + jitter)
         pool.add(child)
+        assert self.selector is not None  # start() made it
         self.selector.register(read_end, selectors.EVENT_READ, child)
         log.info("spawned: %s (pid %d)", child.label, pid)
         return child
@@ -504,6 +514,7 @@ class Master:
     def close_in_child(self) -> None:
         """In a new child: drop the master's descriptors (selector, wakeup pipe, siblings' pipes, ...)."""
         signal.set_wakeup_fd(-1)
+        assert self.selector is not None and self.wakeup is not None  # start() made them
         fds = [*self.wakeup, *self.extra_fds, *(c.fd for c in self.children.values())]
         fds += [check.fd for check in self.reload_checks.values()]
         fds += [fd for fd in (self.notifier.fileno(), self.embedded_stdout()) if fd is not None]
@@ -563,6 +574,7 @@ class Master:
 
     def unregister(self, child: Child) -> None:
         if child.fd >= 0:
+            assert self.selector is not None  # start() made it, before any child had a pipe
             try:
                 self.selector.unregister(child.fd)
             except (KeyError, ValueError):
@@ -666,15 +678,18 @@ class Master:
                 self.system.kill(registrar.pid, signal.SIGKILL)
                 registrar.killed = True
         for child in list(self.children.values()):
-            if child.kill_stage is KillStage.ABORTED and now >= child.kill_at:
-                log.error("killing: %s (pid %d) with SIGKILL: SIGABRT did not end it", child.label, child.pid)
-                self.signal_child(child, signal.SIGKILL)
-                child.escalate(KillStage.KILLED)  # ABORTED -> KILLED: kill_grace passed and it lives
-                child.kill_at = None
-                continue
+            if child.kill_stage is KillStage.ABORTED:
+                assert child.kill_at is not None  # set with ABORTED
+                if now >= child.kill_at:
+                    log.error("killing: %s (pid %d) with SIGKILL: SIGABRT did not end it", child.label, child.pid)
+                    self.signal_child(child, signal.SIGKILL)
+                    child.escalate(KillStage.KILLED)  # ABORTED -> KILLED: kill_grace passed and it lives
+                    child.kill_at = None
+                    continue
             if child.kill_stage in (KillStage.ABORTED, KillStage.KILLED):
                 continue  # nothing but its SIGKILL or its exit is ahead
             if child.retiring and child.stop_deadline is not None:
+                assert child.alarm_at is not None  # set with stop_deadline (set_stop_deadline)
                 if now >= child.stop_deadline:
                     log.error("killing: %s (pid %d): still running at its stop deadline", child.label, child.pid)
                     self.signal_child(child, signal.SIGKILL)
@@ -723,7 +738,8 @@ class Master:
             if not pool.may_serve:
                 continue  # its first registration attempt runs: its domain may not exist yet
             booted = pool.booted()
-            all_booted_for = now - max(c.booted_at for c in booted) if len(booted) >= pool.target and booted else None
+            boot_times = [c.booted_at for c in booted if c.booted_at is not None]  # all of them: they booted
+            all_booted_for = now - max(boot_times) if len(booted) >= pool.target and booted else None
             before = pool.health.state
             pool.health.tick(all_booted_for=all_booted_for if pool.target else float("inf"))
             if pool.health.state is not before:
@@ -793,11 +809,13 @@ class Master:
         else:
             return
         signum = signal.SIGQUIT if mode == "fast" else signal.SIGTERM
+        deadline = self.stop_deadline
+        assert deadline is not None  # set by the first stop
         for pool in [*self.pools.values(), *self.draining]:
             pool.health.stop()
         for child in list(self.children.values()):
             child.retiring = True
-            self.set_stop_deadline(child, self.stop_deadline)
+            self.set_stop_deadline(child, deadline)
             self.signal_child(child, signum)
         for registrar in self.registrars.values():  # nothing in hand: SWF calls are idempotent
             self.system.kill(registrar.pid, signal.SIGTERM)
@@ -967,16 +985,17 @@ class Master:
     def start_embedded(self) -> None:
         from caravand.embedded import EmbeddedEndpoint
 
-        self.embedded = EmbeddedEndpoint(port=self.config.master.embedded_port)
+        embedded = self.embedded = EmbeddedEndpoint(port=self.config.master.embedded_port)
         try:
-            url = self.embedded.start()
+            url = embedded.start()
         except OSError as exc:  # Popen under a process or file limit: EAGAIN, EMFILE, EACCES...
             self.embedded = None
             raise swf.CaravanError(f"embedded SWF endpoint: cannot start its process: {exc}") from None
-        log.info("embedded SWF endpoint: %s (pid %d)", url, self.embedded.pid)
+        log.info("embedded SWF endpoint: %s (pid %d)", url, embedded.pid)
         self.embedded_listening = True
 
     def embedded_died(self, status: int) -> None:
+        assert self.embedded is not None and self.embedded.process is not None  # reap() found its pid
         self.embedded.process.returncode = os.waitstatus_to_exitcode(status)
         self.unregister_embedded()
         if self.stopping:
@@ -997,6 +1016,7 @@ class Master:
             return
         self.embedded_relaunch_at = None
         self.embedded_listening = False
+        assert self.embedded is not None and self.selector is not None  # it died, after start() made them
         try:
             stdout = self.embedded.launch()
         except (swf.CaravanError, OSError) as exc:  # a process limit: try again later, never give up
@@ -1009,6 +1029,7 @@ class Master:
 
     def embedded_said(self) -> None:
         """The restarted endpoint announced itself (or closed its output, dying): go on without waiting."""
+        assert self.embedded is not None  # the selector said it spoke
         url = self.embedded.read_ready_line()
         self.unregister_embedded()
         if url is None:
@@ -1026,8 +1047,11 @@ class Master:
         if not self.embedded_starting:
             return
         self.embedded_starting = False
+        assert self.selector is not None and self.embedded is not None and self.embedded.process is not None
+        stdout = self.embedded.process.stdout  # launched, and registered while it starts
         try:
-            self.selector.unregister(self.embedded.process.stdout)
+            if stdout is not None:
+                self.selector.unregister(stdout)
         except (KeyError, ValueError):
             pass
 

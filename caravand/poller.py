@@ -29,8 +29,12 @@ import socket
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from caravand import swf
+
+if TYPE_CHECKING:
+    import boto3
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +174,7 @@ class Poller:
         self._answer_idle.set()
         self._sleep = sleep or self._wake.wait
         self._client = None
-        self._session = None
+        self._session: boto3.Session | None = None
         self._client_lock = threading.Lock()
         self.poll_client = None
         #: True only inside the long poll itself, where nothing is in hand yet:

@@ -153,11 +153,13 @@ class Endpoint:
 
 def make_session(endpoint: Endpoint) -> boto3.Session:
     """A boto3 session for ``endpoint``; raises ConfigError for a bad profile."""
-    kwargs = {}
-    if endpoint.embedded:
-        kwargs.update(EMBEDDED_CREDENTIALS)
+    credentials = EMBEDDED_CREDENTIALS if endpoint.embedded else {}
     try:
-        session = boto3.Session(profile_name=endpoint.profile, **kwargs)
+        session = boto3.Session(
+            aws_access_key_id=credentials.get("aws_access_key_id"),
+            aws_secret_access_key=credentials.get("aws_secret_access_key"),
+            profile_name=endpoint.profile,
+        )
     except botocore.exceptions.ProfileNotFound as exc:
         raise ConfigError(f"{exc}: check --profile, AWS_PROFILE and ~/.aws/config") from None
     return session
@@ -200,18 +202,11 @@ def make_client(
         region = EMBEDDED_REGION
     if region is None:
         raise ConfigError(f"no AWS region: {REGION_HELP}")
-    if poll:
-        defaults = (CONNECT_TIMEOUT, endpoint.poll_read_timeout, 1)
-    else:
-        defaults = (CONNECT_TIMEOUT, CALL_READ_TIMEOUT, CALL_MAX_ATTEMPTS)
-    connect, read, attempts = (
-        default if value is None else value
-        for value, default in zip((connect_timeout, read_timeout, max_attempts), defaults, strict=True)
-    )
+    read, attempts = (endpoint.poll_read_timeout, 1) if poll else (CALL_READ_TIMEOUT, CALL_MAX_ATTEMPTS)
     config = botocore.config.Config(
-        connect_timeout=connect,
-        read_timeout=read,
-        retries={"total_max_attempts": attempts, "mode": "standard"},
+        connect_timeout=CONNECT_TIMEOUT if connect_timeout is None else connect_timeout,
+        read_timeout=read if read_timeout is None else read_timeout,
+        retries={"total_max_attempts": attempts if max_attempts is None else max_attempts, "mode": "standard"},
     )
     try:
         return session.client("swf", region_name=region, endpoint_url=endpoint.endpoint_url or None, config=config)
@@ -315,7 +310,7 @@ def flatten(text) -> str:
     return " ".join(str(text).split())
 
 
-def one_line(text: str, limit: int = 300) -> str:
+def one_line(text: object, limit: int = 300) -> str:
     """``text`` on one line, markup dropped, cut at ``limit`` characters.
 
     A proxy or an emulator may answer an error with a whole HTML page.
@@ -463,6 +458,7 @@ class BoundedClient:
                 error = translate_error(exc, operation)
                 if not is_retryable(exc):
                     raise error from exc
+                assert isinstance(error, SWFError)  # what a retry may fix is SWF's answer or the network
                 pause = self.rng() * min(BOUNDED_BACKOFF_CAP, BOUNDED_BACKOFF_BASE * 2 ** (attempt - 1))
                 left = deadline - self.clock() - pause
                 if attempt >= self.attempts or left < MIN_CONNECT_TIMEOUT + MIN_READ_TIMEOUT:

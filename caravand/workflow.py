@@ -227,6 +227,7 @@ class DecisionTask:
     def _states(self, kind: str) -> dict[str, TaskState]:
         states: dict[str, TaskState] = {}
         by_scheduled_id: dict[int, TaskState] = {}
+        state: TaskState | None  # a new one, or the one an event moves (if it is known)
         for event in self.events:
             tracked = _TRACKED.get(event["eventType"])
             if not tracked or tracked[0] != kind:
