@@ -46,9 +46,9 @@ class PollerLike(Protocol):
         a crash.
     ``stop()``
         Called from a signal handler (TERM, QUIT, the orphan signal): it
-        only sets flags, and is safe to call twice. A poller that does not
-        stop by the master's ``graceful_timeout`` gets SIGALRM (see
-        ``fail_task_in_hand``), then SIGKILL.
+        only sets flags, and is safe to call twice. A poller still running
+        as the stop's deadline (``graceful_timeout``) comes gets SIGALRM
+        ALARM_MARGIN before it (see ``fail_task_in_hand``), then SIGKILL.
 
     Optional (read through :func:`optional`):
 
