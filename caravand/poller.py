@@ -122,6 +122,44 @@ class Hooks:
     def poll_failed(self, poller, error: swf.CaravanError, throttled: bool) -> None:
         pass
 
+    def poll_result(self, poller, result: str, seconds: float) -> None:
+        """After ``poll_ended``: ``task``, ``empty``, ``error`` or ``throttled`` (for counting)."""
+
+
+class Fanout(Hooks):
+    """Several hooks as one: each event goes to every one of them, in order."""
+
+    def __init__(self, *hooks: Hooks):
+        self.hooks = hooks
+
+    def poll_started(self, poller, deadline):
+        for hook in self.hooks:
+            hook.poll_started(poller, deadline)
+
+    def paging_started(self, poller, deadline):
+        for hook in self.hooks:
+            hook.paging_started(poller, deadline)
+
+    def poll_ended(self, poller, got_task, seconds):
+        for hook in self.hooks:
+            hook.poll_ended(poller, got_task, seconds)
+
+    def task_started(self, poller, task, deadline):
+        for hook in self.hooks:
+            hook.task_started(poller, task, deadline)
+
+    def task_ended(self, poller, task, outcome, seconds):
+        for hook in self.hooks:
+            hook.task_ended(poller, task, outcome, seconds)
+
+    def poll_failed(self, poller, error, throttled):
+        for hook in self.hooks:
+            hook.poll_failed(poller, error, throttled)
+
+    def poll_result(self, poller, result, seconds):
+        for hook in self.hooks:
+            hook.poll_result(poller, result, seconds)
+
 
 def default_identity() -> str:
     """``host:pid``, as SWF's console and history show who took a task."""
@@ -243,11 +281,15 @@ class Poller:
         try:
             data = self.poll_once()
         except swf.CaravanError as exc:
-            self.hooks.poll_ended(self, False, self.clock() - started)
+            elapsed = self.clock() - started
+            self.hooks.poll_ended(self, False, elapsed)
+            throttled = isinstance(exc, swf.SWFError) and exc.code in swf.THROTTLING_CODES
+            self.hooks.poll_result(self, "throttled" if throttled else "error", elapsed)
             self._poll_failed(exc)
             return False
         elapsed = self.clock() - started
         self.hooks.poll_ended(self, bool(data), elapsed)
+        self.hooks.poll_result(self, "task" if data else "empty", elapsed)
         self.backoff.reset()
         self.unfixable_errors = 0
         if not data:
