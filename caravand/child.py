@@ -34,12 +34,12 @@ import time
 
 import setproctitle
 
-from caravand import protocol, registration, swf
+from caravand import metrics, protocol, registration, swf
 from caravand.activity_worker import FAIL_IN_HAND_BUDGET
 from caravand.config import ALARM_MARGIN, PoolSpec
 from caravand.contracts import PollerLike, optional, start_poller
 from caravand.pdeath import parent_is, set_parent_death_signal
-from caravand.poller import Hooks, PollerGaveUp
+from caravand.poller import Fanout, Hooks, PollerGaveUp
 from caravand.sigmask import ASYNC_SIGNALS, start_quiet
 from caravand.states import ChildState
 from caravand.swf import CaravanError
@@ -209,7 +209,7 @@ class ChildProcess:
         start_quiet(threading.Thread(target=self.reporter.beat_forever, name="beat", daemon=True))
         try:
             poller = self.poller = self.pool.make_poller(
-                self.endpoint, identity=f"{os.uname().nodename}:{os.getpid()}", hooks=self.reporter
+                self.endpoint, identity=f"{os.uname().nodename}:{os.getpid()}", hooks=self.hooks()
             )
             start_poller(poller, self.session)
         except CaravanError as exc:
@@ -230,6 +230,13 @@ class ChildProcess:
             self.reporter.failed(str(exc))
             return EXIT_BOOT_FAILED
         return EXIT_OK
+
+    def hooks(self) -> Hooks:
+        """The reporter to the master, and the metrics' recorder when the master serves metrics."""
+        if not metrics.enabled():
+            return self.reporter
+        pool = self.pool
+        return Fanout(self.reporter, metrics.Recorder(pool.name, pool.kind, pool.domain, pool.task_list))
 
     def enable_stack_dumps(self) -> None:
         """SIGABRT from the master dumps every thread's stack: to our own file, which the master logs.
@@ -400,6 +407,32 @@ class RegistrarProcess:
             log.error("registration failed: %s: %s", self.pool.name, exc)
             return 1
         return EXIT_OK
+
+
+class MetricsProcess:
+    """The child that serves ``/metrics`` from the master's listening socket; never returns.
+
+    The master binds the socket (a port in use is a startup error) and
+    never serves a request itself: a scraper that is slow, silent or
+    hostile holds a thread of this process at most, never the master's loop.
+    """
+
+    def __init__(self, sock, parent_pid: int, address: str):
+        self.sock = sock
+        self.parent_pid = parent_pid
+        self.address = address
+
+    def run(self) -> None:
+        code = 1
+        try:
+            become_helper(self.parent_pid, f"caravand: metrics {self.address}")
+            metrics.serve(self.sock)
+        except BaseException:
+            log.exception("metrics endpoint failed: %s", self.address)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
 
 
 def run_import_check(config, fd: int, parent_pid: int) -> None:

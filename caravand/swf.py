@@ -209,11 +209,16 @@ def make_client(
         retries={"total_max_attempts": attempts if max_attempts is None else max_attempts, "mode": "standard"},
     )
     try:
-        return session.client("swf", region_name=region, endpoint_url=endpoint.endpoint_url or None, config=config)
+        client = session.client("swf", region_name=region, endpoint_url=endpoint.endpoint_url or None, config=config)
     except botocore.exceptions.BotoCoreError as exc:  # credentials are resolved here: partial ones raise
         raise translate_error(exc, "creating the SWF client") from None
     except ValueError as exc:  # botocore's own check of endpoint_url
         raise ConfigError(f"endpoint URL {endpoint.endpoint_url!r}: {flatten(exc)}") from None
+    from caravand import metrics  # here: metrics imports this module
+
+    if metrics.enabled():  # under a master that serves metrics: its calls and errors are counted
+        metrics.count_api_calls(client)
+    return client
 
 
 def _round_down(seconds: float) -> float:
