@@ -110,6 +110,10 @@ def parse_endpoint_url(value: str) -> str:
 
 
 def parse_bind(value: str) -> str:
+    """HOST:PORT, or empty: off."""
+    value = value.strip()
+    if not value:
+        return ""
     host, sep, port = value.rpartition(":")
     if not sep or not host:
         raise ValueError("expected HOST:PORT, such as 127.0.0.1:9469")
@@ -168,7 +172,9 @@ MASTER_SETTINGS = (
         "60",
         "seconds the endpoint may hold an empty poll (SWF: 60); lower only for an endpoint that answers sooner",
     ),
-    Setting("metrics_bind", parse_bind, "127.0.0.1:9469", "HOST:PORT of the Prometheus metrics endpoint"),
+    Setting(
+        "metrics_bind", parse_bind, "127.0.0.1:9469", "HOST:PORT of the Prometheus metrics endpoint; empty: no metrics"
+    ),
     Setting("graceful_timeout", parse_positive_float, "120", "seconds a graceful stop waits for tasks in hand"),
     Setting("pidfile", parse_text, "", "path of the pidfile (daemon mode)"),
     Setting("log_file", parse_text, "", "with --daemon: the file stdout and stderr go to"),

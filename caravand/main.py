@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 
-from caravand import __version__
+from caravand import __version__, metrics
 from caravand.cli import Parser
 from caravand.config import Config, check_overrides, load, read_ini, setup_logging, split_overrides
 from caravand.loader import check_imports_in_child
@@ -138,13 +138,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_master(config: Config, lock: PidFile | None, log_file: str | None = None) -> int:
-    from caravand.master import Master
+    # Metrics: the directory every process writes its values to, named in
+    # the environment before prometheus_client is first imported (by the
+    # master's modules, below), so that the master and every child use it.
+    if config.master.metrics_bind:
+        metrics.prepare(os.getpid())
+    try:
+        from caravand.master import Master
 
-    master = Master(config)
-    master.log_file = log_file  # --daemon's output: USR1 reopens it in the master and every child
-    if lock is not None and lock.fd is not None:
-        master.extra_fds.append(lock.fd)
-    return master.run()
+        master = Master(config)
+        master.log_file = log_file  # --daemon's output: USR1 reopens it in the master and every child
+        if lock is not None and lock.fd is not None:
+            master.extra_fds.append(lock.fd)
+        return master.run()
+    finally:
+        metrics.remove_dir()
 
 
 def run_daemon(config: Config, pidfile: str, log_file: str) -> int:

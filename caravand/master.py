@@ -24,8 +24,8 @@ import random
 import selectors
 import shutil
 import signal
+import socket
 import sys
-import tempfile
 import time
 import types
 from collections.abc import Mapping
@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING
 
 import setproctitle
 
+from caravand import __version__, metrics, protocol, swf
 from caravand import child as child_module
-from caravand import protocol, swf
-from caravand.child import ChildProcess, RegistrarProcess, reopen_log_files, reopen_output
+from caravand.child import ChildProcess, MetricsProcess, RegistrarProcess, reopen_log_files, reopen_output
 from caravand.config import ALARM_MARGIN, Config, PoolSpec, load, setup_logging
 from caravand.contracts import optional
 from caravand.poller import Backoff
@@ -118,6 +118,7 @@ class Child:
     next_rss_check: float = 0.0
     buffer: bytes = b""
     failure: str | None = None  # what the child said before it gave up (FAILED ...)
+    ended_by: str | None = None  # why the master ended it, for the restarts' count (hung, recycle...)
 
     @property
     def label(self) -> str:
@@ -272,6 +273,13 @@ class Master:
         self.embedded_backoff = Backoff(base=1.0, cap=30.0, rng=self.rng)
         self.log_file: str | None = None  # --daemon's output file, reopened on USR1
         self.stack_dir: str | None = None  # one stack dump file per child (see read_stack)
+        self.metrics_socket: socket.socket | None = None  # bound at start; served by the metrics child
+        self.metrics_pid: int | None = None
+        self.metrics_started_at = 0.0
+        self.metrics_relaunch_at: float | None = None
+        self.metrics_backoff = Backoff(base=1.0, cap=30.0, rng=self.rng)
+        self.metrics_exported: set[tuple[str, str]] = set()  # the (pool, state) children gauges set
+        self.metrics_pools: set[str] = set()  # the pools whose gauges are set
 
     def now(self) -> float:
         return self.system.monotonic()
@@ -298,6 +306,13 @@ class Master:
 
     def start(self) -> None:
         setproctitle.setproctitle(f"caravand: master [{self.config.path}]")
+        if self.config.master.metrics_bind and metrics.enabled():
+            # First: a port in use is a one-line startup error (exit 78), before anything runs.
+            self.metrics_socket = metrics.bind(self.config.master.metrics_bind)
+            family = metrics.families()
+            family.master_info.labels(__version__, self.config.path).set(1)
+            family.last_reload.set(time.time())
+            self.metrics_relaunch_at = 0.0  # the metrics child is forked by the first pass
         self.selector = selectors.DefaultSelector()
         read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.wakeup = (read_end, write_end)
@@ -333,7 +348,9 @@ class Master:
             now = self.now()
         self.watch_children(now)
         self.manage_embedded(now)
+        self.manage_metrics(now)
         self.manage_pools(now)
+        self.export_metrics(now)
         self.check_stop(now)
         self.tell_systemd(now)
 
@@ -358,6 +375,8 @@ class Master:
         wakes += [p.registration_retry_at for p in self.pools.values() if p.registration == "failed"]
         if self.embedded_relaunch_at is not None:
             wakes.append(self.embedded_relaunch_at)
+        if self.metrics_relaunch_at is not None:
+            wakes.append(self.metrics_relaunch_at)
         if self.notifier.watchdog_interval:
             wakes.append(self.next_watchdog)
         return max(0.0, min(wakes) - now)
@@ -376,6 +395,7 @@ class Master:
             signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_DFL)
         if self.embedded is not None:
             self.embedded.stop()
+        self.stop_metrics()
         if self.selector is not None:
             self.selector.close()
         if self.wakeup is not None:
@@ -511,11 +531,13 @@ class Master:
         if text:
             log.error("stack: %s (pid %d) when it was aborted:\n%s", child.label, child.pid, text)
 
-    def close_in_child(self) -> None:
+    def close_in_child(self, keep_metrics_socket: bool = False) -> None:
         """In a new child: drop the master's descriptors (selector, wakeup pipe, siblings' pipes, ...)."""
         signal.set_wakeup_fd(-1)
         assert self.selector is not None and self.wakeup is not None  # start() made them
         fds = [*self.wakeup, *self.extra_fds, *(c.fd for c in self.children.values())]
+        if self.metrics_socket is not None and not keep_metrics_socket:
+            fds.append(self.metrics_socket.fileno())
         fds += [check.fd for check in self.reload_checks.values()]
         fds += [fd for fd in (self.notifier.fileno(), self.embedded_stdout()) if fd is not None]
         self.selector.close()
@@ -590,6 +612,10 @@ class Master:
                 return
             if pid == 0:
                 return
+            metrics.process_dead(pid)  # its live gauges go; what it counted stays
+            if pid == self.metrics_pid:
+                self.metrics_died(status)
+                continue
             if self.embedded is not None and self.embedded.pid == pid:
                 self.embedded_died(status)
                 continue
@@ -626,6 +652,10 @@ class Master:
             log.error("crashed: %s (pid %d, %s) after %.1f s", child.label, child.pid, how, now - child.started_at)
         else:
             log.info("exited: %s (pid %d, %s)", child.label, child.pid, how)
+        if not self.stopping and (crashed or child.ended_by):
+            reason = child.ended_by or "crash"  # a hung child is killed: it is not retiring
+            if self.metrics_socket is not None:
+                metrics.families().restarts.labels(pool.name, reason).inc()
         before = pool.health.state
         pool.health.child_exited(crashed=crashed, uptime=uptime)
         if pool.health.state is PoolState.FATAL and before is not PoolState.FATAL:
@@ -646,11 +676,16 @@ class Master:
         except ProcessLookupError:
             pass
 
-    def retire(self, child: Child, why: str, signum: int = signal.SIGTERM) -> None:
-        """Ask a child to leave after its poll and task; its exit is expected."""
+    def retire(self, child: Child, why: str, signum: int = signal.SIGTERM, *, reason: str = "reload") -> None:
+        """Ask a child to leave after its poll and task; its exit is expected.
+
+        ``reason``, for the restarts' count: recycle, scale, reload (the
+        ini changed: its pool was replaced or removed), endpoint.
+        """
         if child.retiring:
             return
         child.retiring = True
+        child.ended_by = reason
         self.set_stop_deadline(child, self.now() + self.config.master.graceful_timeout)
         log.info("retiring: %s (pid %d, %s)", child.label, child.pid, why)
         self.signal_child(child, signum)
@@ -703,12 +738,14 @@ class Master:
             if reason is not None and self.system.process_state(child.pid) in ("T", "t"):
                 # SIGSTOPped (or held by a debugger): it cannot run a handler, so
                 # no stack would follow a SIGABRT; only SIGKILL reaches it.
+                child.ended_by = "hung"
                 log.error("hung: %s (pid %d) %s: it is stopped (state T) and cannot dump its stack: SIGKILL",
                           child.label, child.pid, reason)  # fmt: skip
                 self.signal_child(child, signal.SIGKILL)
                 child.escalate(KillStage.KILLED)  # NONE|ALARMED -> KILLED: overdue, and stopped (state T)
                 continue
             if reason is not None:
+                child.ended_by = "hung"
                 log.error("hung: %s (pid %d) %s: SIGABRT (its stack is logged when it exits)", child.label,
                           child.pid, reason)  # fmt: skip
                 self.signal_child(child, signal.SIGABRT)
@@ -746,7 +783,7 @@ class Master:
                 log.info("pool: %s %s -> %s", pool.name, before.name, pool.health.state.name)
             active = pool.active()
             for child in sorted(active, key=lambda c: c.index)[pool.target :]:
-                self.retire(child, "scaled down")
+                self.retire(child, "scaled down", reason="scale")
             missing = pool.target - len(pool.active())
             for _ in range(missing):
                 if pool.health.may_spawn() and self.spawn(pool) is not None:
@@ -754,7 +791,7 @@ class Master:
             if len(pool.booted()) >= pool.target:
                 for child in list(pool.children.values()):
                     if child.recycling and not child.retiring:
-                        self.retire(child, "replaced")
+                        self.retire(child, "replaced", reason="recycle")
                 self.drain_replaced(pool, f"replaced by the new {pool.name}")
 
     def drain(self, pool: Pool, why: str | None = None) -> None:
@@ -850,6 +887,8 @@ class Master:
     def refuse_reload(self, exc) -> None:
         detail = exc if isinstance(exc, (str, swf.CaravanError)) else f"{type(exc).__name__}: {exc}"
         log.error("reload refused: %s (the running configuration stays)", detail)
+        if self.metrics_socket is not None:
+            metrics.families().reloads.labels("refused").inc()
         self.notifier.notify("READY=1", "STATUS=reload refused; running as before")
 
     def start_reload_check(self, new: Config) -> None:
@@ -931,6 +970,10 @@ class Master:
                 if pool.registration != "pending":
                     self.restart_registration(pool)
         log.info("reloaded: %s (%d pools)", self.config.path, len(self.pools))
+        if self.metrics_socket is not None:
+            family = metrics.families()
+            family.reloads.labels("ok").inc()
+            family.last_reload.set(time.time())
         self.notifier.notify("READY=1", "STATUS=reloaded")
 
     def keep_restart_only_settings(self, new: Config) -> Config:
@@ -1041,7 +1084,7 @@ class Master:
                 pool.may_serve = not self.config.master.register_domains
                 self.restart_registration(pool)
         for child in list(self.children.values()):
-            self.retire(child, "the embedded endpoint restarted")
+            self.retire(child, "the embedded endpoint restarted", reason="endpoint")
 
     def unregister_embedded(self) -> None:
         if not self.embedded_starting:
@@ -1054,6 +1097,81 @@ class Master:
                 self.selector.unregister(stdout)
         except (KeyError, ValueError):
             pass
+
+    # -- metrics: a child serves them; the master writes its gauges
+
+    def manage_metrics(self, now: float) -> None:
+        """Fork the metrics child when its time comes (at start, or after it died: with backoff)."""
+        if self.metrics_relaunch_at is None or now < self.metrics_relaunch_at or self.stopping:
+            return
+        assert self.metrics_socket is not None  # a relaunch is set only with it
+        self.metrics_relaunch_at = None
+        pid = self.fork(None, failed_start=False)
+        if pid is None:
+            self.metrics_relaunch_at = now + self.metrics_backoff.next_delay()
+            return
+        if pid == 0:  # the metrics child: never returns
+            self.close_in_child(keep_metrics_socket=True)
+            MetricsProcess(self.metrics_socket, self.pid, self.config.master.metrics_bind).run()
+            os._exit(1)
+        self.metrics_pid, self.metrics_started_at = pid, now
+        log.info("metrics: http://%s%s (pid %d)", self.config.master.metrics_bind, metrics.PATH, pid)
+
+    def metrics_died(self, status: int) -> None:
+        self.metrics_pid = None
+        if self.stopping:
+            return
+        now = self.now()
+        if now - self.metrics_started_at >= 10 * TICK:  # it served a while: a fresh failure, not a loop
+            self.metrics_backoff.reset()
+        delay = self.metrics_backoff.next_delay()
+        log.error("metrics endpoint died (%s): restarting it in %.1f s", describe_status(status), delay)
+        self.metrics_relaunch_at = now + delay
+
+    def stop_metrics(self) -> None:
+        """At exit: the metrics child goes (it holds nothing), and the socket closes."""
+        if self.metrics_pid is not None:
+            try:
+                self.system.kill(self.metrics_pid, signal.SIGKILL)
+                self.system.waitpid(self.metrics_pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            self.metrics_pid = None
+        if self.metrics_socket is not None:
+            self.metrics_socket.close()
+            self.metrics_socket = None
+
+    def export_metrics(self, now: float) -> None:
+        """Write the master's gauges: children by state, targets, pool states, the oldest beat's age.
+
+        Memory writes only (mmapped files): cheap enough for every pass.
+        """
+        if self.metrics_socket is None:
+            return
+        family = metrics.families()
+        counts: dict[tuple[str, str], int] = {}
+        ages: dict[str, float] = {}
+        for pool in [*self.pools.values(), *self.draining]:  # a replaced pool's children count under its name
+            for child in pool.children.values():
+                key = (pool.name, child.state.value)
+                counts[key] = counts.get(key, 0) + 1
+                ages[pool.name] = max(ages.get(pool.name, 0.0), now - child.last_seen)
+        for key in self.metrics_exported - counts.keys():  # a state no child is in any more
+            family.children.labels(*key).set(0)
+        for key, count in counts.items():
+            family.children.labels(*key).set(count)
+        self.metrics_exported = set(counts)
+        for name in self.metrics_pools - self.pools.keys():  # removed from the ini: zeros, not its last values
+            family.target.labels(name).set(0)
+            family.heartbeat_age.labels(name).set(0)
+            for state in PoolState:
+                family.pool_state.labels(name, state.value).set(0)
+        self.metrics_pools = set(self.pools)
+        for pool in self.pools.values():
+            family.target.labels(pool.name).set(pool.target)
+            family.heartbeat_age.labels(pool.name).set(ages.get(pool.name, 0.0))
+            for state in PoolState:
+                family.pool_state.labels(pool.name, state.value).set(1 if pool.health.state is state else 0)
 
     # -- registration: once per pool and version, in a throwaway process
 
@@ -1138,32 +1256,8 @@ STACK_DIR_PREFIX = "caravand-stacks-"
 
 
 def make_stack_dir(pid: int) -> str:
-    """A private directory for the children's stack dump files, and the removal of a dead master's.
-
-    Under systemd it lives in the unit's RuntimeDirectory (wiped at stop);
-    else in the temporary directory, where a master killed outright leaves
-    its own behind: the next master removes those whose master is gone.
-    """
-    parent = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or tempfile.gettempdir()
-    try:
-        names = os.listdir(parent)
-    except OSError:
-        names = []
-    for name in names:
-        owner = name[len(STACK_DIR_PREFIX) :].partition("-")[0]
-        if name.startswith(STACK_DIR_PREFIX) and owner.isdigit() and not pid_alive(int(owner)):
-            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-    return tempfile.mkdtemp(prefix=f"{STACK_DIR_PREFIX}{pid}-", dir=parent)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+    """A private directory for the children's stack dump files (see metrics.make_private_dir)."""
+    return metrics.make_private_dir(STACK_DIR_PREFIX, pid)
 
 
 def describe_status(status: int) -> str:
