@@ -174,6 +174,7 @@ class ChildProcess:
         self.parent_pid = parent_pid
         self.title = f"caravand: {pool.kind} {pool.name}#{index} [{pool.domain}/{pool.task_list}]"
         self.reporter = Reporter(write_fd, self.title, parent_pid)
+        self.recorder: metrics.Recorder | None = None  # with metrics on
         self.poller: PollerLike | None = None
         self.stop_requested = False
         self.fast_exit_raised = False
@@ -236,7 +237,8 @@ class ChildProcess:
         if not metrics.enabled():
             return self.reporter
         pool = self.pool
-        return Fanout(self.reporter, metrics.Recorder(pool.name, pool.kind, pool.domain, pool.task_list))
+        self.recorder = metrics.Recorder(pool.name, pool.kind, pool.domain, pool.task_list)
+        return Fanout(self.reporter, self.recorder)
 
     def enable_stack_dumps(self) -> None:
         """SIGABRT from the master dumps every thread's stack: to our own file, which the master logs.
@@ -325,7 +327,8 @@ class ChildProcess:
             fail = None if poller is None else optional(poller, "fail_task_in_hand")
             if fail is not None:
                 try:
-                    fail("worker-shutdown")
+                    if fail("worker-shutdown") and self.recorder is not None:
+                        self.recorder.task_failed_at_shutdown()
                 except Exception:
                     log.exception("could not fail the task in hand")
             sys.stdout.flush()

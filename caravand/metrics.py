@@ -238,12 +238,29 @@ class Recorder(Hooks):
         self.pool = pool
         self.kind = kind
         self.where = {"pool": pool, "kind": kind, "domain": domain, "task_list": task_list}
+        self.in_hand = None  # the task being handled, if any
+        self.counted_in_hand = False  # ...and already counted (failed at a stop's deadline)
 
     def poll_result(self, poller, result: str, seconds: float) -> None:
         self.metrics.polls.labels(**self.where, result=result).inc()
         self.metrics.poll_duration.labels(self.pool, self.kind).observe(seconds)
 
+    def task_started(self, poller, task, deadline) -> None:
+        self.in_hand, self.counted_in_hand = task, False
+
+    def task_failed_at_shutdown(self, outcome: str = "worker-shutdown") -> None:
+        """The child failed its task in hand at a stop's deadline (another thread), and exits: count it once."""
+        task = self.in_hand
+        if task is None or self.counted_in_hand:
+            return
+        self.counted_in_hand = True
+        name, version = task_type(task)
+        self.metrics.tasks.labels(**self.where, type=name, version=version, outcome=outcome).inc()
+
     def task_ended(self, poller, task, outcome: str, seconds: float) -> None:
+        counted, self.in_hand, self.counted_in_hand = self.counted_in_hand and task is self.in_hand, None, False
+        if counted:
+            return  # its worker-shutdown was counted; what the loop says of it after is no second outcome
         name, version = task_type(task)
         self.metrics.tasks.labels(**self.where, type=name, version=version, outcome=outcome).inc()
         self.metrics.task_duration.labels(self.pool, self.kind, name, version).observe(seconds)

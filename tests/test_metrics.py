@@ -171,3 +171,26 @@ def test_the_directory_is_private_and_a_dead_masters_is_removed(monkeypatch, tmp
     finally:
         metrics.remove_dir()
     assert not os.path.exists(path) and metrics.ENV not in os.environ
+
+
+def test_a_task_failed_at_a_stops_deadline_counts_once_as_worker_shutdown(registry, families):
+    recorder = metrics.Recorder("workers", "activity", "D", "acts", families)
+    task = types.SimpleNamespace(activity_type="Slow", activity_version="1.0")
+    recorder.task_failed_at_shutdown()  # nothing in hand: nothing counted
+    recorder.task_started(None, task, None)
+    recorder.task_failed_at_shutdown()
+    recorder.task_failed_at_shutdown()
+    recorder.task_ended(None, task, "abandoned", 9.0)  # the loop, should it get that far before the exit
+    where = {
+        "pool": "workers",
+        "kind": "activity",
+        "domain": "D",
+        "task_list": "acts",
+        "type": "Slow",
+        "version": "1.0",
+    }
+    assert value(registry, "caravand_tasks_total", **where, outcome="worker-shutdown") == 1
+    assert value(registry, "caravand_tasks_total", **where, outcome="abandoned") == 0
+    recorder.task_started(None, task, None)
+    recorder.task_ended(None, task, "completed", 1.0)  # the next task counts as usual
+    assert value(registry, "caravand_tasks_total", **where, outcome="completed") == 1

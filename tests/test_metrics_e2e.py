@@ -209,3 +209,32 @@ def _titles(pid: int) -> list[str]:
     from test_master_e2e import children_of
 
     return list(children_of(pid).values())
+
+
+def test_a_task_failed_at_a_scale_downs_deadline_counts_as_worker_shutdown(caravand, endpoint, client, tmp_path):
+    from test_master_e2e import file_text, schedule_activity
+
+    port = free_port()
+    ini = write_ini(
+        tmp_path / "caravan.ini",
+        endpoint,
+        pool_section("slow", "egg:caravand#activity", domain="Slow", task_list="slow", modules="slow_activities"),
+        graceful_timeout=21,  # the least with poll_timeout 1: SIGALRM 11 s after the child is retired
+        metrics_bind=f"127.0.0.1:{port}",
+    )
+    master = caravand(ini)
+    booted(master, "slow#1")
+    schedule_activity(client, "Slow", "slow-1", "WaitForRelease", "slow", str(tmp_path))
+    file_text(tmp_path / "started", message="the activity to start")
+    master.send(signal.SIGTTOU)  # the pool goes to 0: its child is retired, and its task outlasts the deadline
+    master.wait_output("exited: slow#1", timeout=30)
+    samples = wait_for(  # the master writes its gauges later in the pass that logged the exit
+        lambda: (samples := scrape(port)) and total(samples, "caravand_children", pool="slow") == 0 and samples,
+        5,
+        message="no child of slow left in caravand_children",
+    )
+    assert total(samples, "caravand_tasks_total", pool="slow", type="WaitForRelease", outcome="worker-shutdown") == 1
+    assert total(samples, "caravand_tasks_total", pool="slow") == 1
+    assert total(samples, "caravand_child_restarts_total", pool="slow", reason="scale") == 1
+    assert total(samples, "caravand_children", pool="slow") == 0
+    assert total(samples, "caravand_pool_target_children", pool="slow") == 0
