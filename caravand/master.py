@@ -62,6 +62,8 @@ RELOAD_CHECK_TIMEOUT = 120.0
 #: A pass of the loop that took longer than this reads the pipes again
 #: before it judges any child silent: the beats wait in the pipes.
 LATE_PASS = 0.5
+#: Why a child ended while its pool served, as caravand_child_restarts_total counts it.
+RESTART_REASONS = ("crash", "hung", "recycle", "reload", "scale", "endpoint")
 #: [caravand] settings that only a restart applies.
 RESTART_ONLY = ("preload", "pidfile", "log_file", "metrics_bind")
 
@@ -312,6 +314,8 @@ class Master:
             family = metrics.families()
             family.master_info.labels(__version__, self.config.path).set(1)
             family.last_reload.set(time.time())
+            for result in ("ok", "refused"):
+                family.reloads.labels(result)  # 0 until the first: a rate() needs the series
             self.metrics_relaunch_at = 0.0  # the metrics child is forked by the first pass
         self.selector = selectors.DefaultSelector()
         read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -1166,6 +1170,9 @@ class Master:
             family.heartbeat_age.labels(name).set(0)
             for state in PoolState:
                 family.pool_state.labels(name, state.value).set(0)
+        for name in self.pools.keys() - self.metrics_pools:  # new: its counters show 0, not nothing
+            for reason in RESTART_REASONS:
+                family.restarts.labels(name, reason)
         self.metrics_pools = set(self.pools)
         for pool in self.pools.values():
             family.target.labels(pool.name).set(pool.target)
