@@ -35,7 +35,7 @@ import tempfile
 from typing import TYPE_CHECKING
 
 from caravand.poller import Hooks
-from caravand.swf import ConfigError
+from caravand.swf import CaravanError, ConfigError
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -94,7 +94,13 @@ def prepare(pid: int) -> str | None:
     if "prometheus_client" in sys.modules:
         log.warning("metrics: off (prometheus_client was imported before caravand could set %s)", ENV)
         return None
-    path = make_private_dir(DIR_PREFIX, pid)
+    try:
+        path = make_private_dir(DIR_PREFIX, pid)
+    except OSError as exc:  # a full or read-only disk, a RuntimeDirectory of another user
+        raise CaravanError(
+            f"metrics: cannot make its directory in {exc.filename or tempfile.gettempdir()}: {exc.strerror} "
+            "(set metrics_bind empty to run without metrics)"
+        ) from None
     os.environ[ENV] = path
     return path
 

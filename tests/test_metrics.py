@@ -18,7 +18,7 @@ from stubs import RecordingHooks, StubbedPoller
 from caravand import metrics
 from caravand.activity_worker import ActivityWorker
 from caravand.poller import Fanout
-from caravand.swf import ConfigError
+from caravand.swf import CaravanError, ConfigError
 
 
 @pytest.fixture
@@ -194,3 +194,15 @@ def test_a_task_failed_at_a_stops_deadline_counts_once_as_worker_shutdown(regist
     recorder.task_started(None, task, None)
     recorder.task_ended(None, task, "completed", 1.0)  # the next task counts as usual
     assert value(registry, "caravand_tasks_total", **where, outcome="completed") == 1
+
+
+def test_a_directory_that_cannot_be_made_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "missing"))
+    monkeypatch.delitem(sys.modules, "prometheus_client")
+    monkeypatch.delenv(metrics.ENV, raising=False)
+    with pytest.raises(CaravanError) as error:
+        metrics.prepare(4242)
+    assert error.value.exit_code == 1
+    assert str(error.value).startswith(f"metrics: cannot make its directory in {tmp_path / 'missing'}")
+    assert "No such file or directory (set metrics_bind empty to run without metrics)" in str(error.value)
+    assert metrics.ENV not in os.environ
