@@ -39,6 +39,8 @@ setup(
             "pytest>=8",
             "awscli>=1.32",
             "ruff",
+            # tests/test_dashboards.py reads etc/prometheus/*.yml.
+            "pyyaml",
             # The type check of .ci/run: boto3's and botocore's own stubs, with SWF's client.
             "mypy",
             "boto3-stubs[swf]",
