@@ -19,7 +19,8 @@ from collections.abc import Callable
 
 from caravand import __version__, embedded, output, swf, values
 from caravand.cli import Context, Parser, add_common, run
-from caravand.config import DEFAULT_EMBEDDED_PORT
+from caravand.cli import endpoint_url as cli_endpoint_url
+from caravand.config import DEFAULT_EMBEDDED_PORT, MASTER_SETTINGS
 from caravand.swf import UsageError
 from caravand.timespec import (
     DURATION_HELP,
@@ -623,6 +624,228 @@ def local_endpoint(ctx, args):
         return embedded.serve(port, verbose=args.verbose, announce=announce)
     except embedded.PortUnavailable as exc:
         raise swf.ConfigError(f"{exc}: {change}") from None
+
+
+# -- status: the running master's metrics endpoint, as a table of pools
+
+#: How long ``status`` waits for the metrics endpoint: a master that does not answer in this time is not there.
+STATUS_TIMEOUT = 3.0
+#: Children's states, in the order of their columns (caravand_children{state}).
+CHILD_STATES = ("booting", "idle", "polling", "paging", "working")
+#: Task outcomes that are no failure; every other outcome (failed, stale, error, abandoned...) is one.
+NOT_FAILED = frozenset({"completed", "canceled"})
+#: Where a master serves its metrics when its ini does not say (or without -c).
+DEFAULT_METRICS_BIND = next(s.default for s in MASTER_SETTINGS if s.name == "metrics_bind")
+
+
+def metrics_url(address: str) -> str:
+    """The URL of ``/metrics`` for ``metrics_bind`` (HOST:PORT); a wildcard host is asked on loopback."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
+
+
+def scrape_metrics(url: str, timeout: float = STATUS_TIMEOUT) -> str:
+    """The exposition text at ``url``; CaravanError (exit 1), one line, if nothing answers it as caravand would."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            return answer.read().decode("utf-8")
+    except urllib.error.HTTPError as exc:
+        raise swf.CaravanError(f"{url} answered HTTP {exc.code} {exc.reason}: not caravand's metrics") from None
+    except (OSError, http.client.HTTPException, UnicodeDecodeError) as exc:
+        why = getattr(exc, "reason", None) or exc
+        raise swf.CaravanError(
+            f"cannot read {url} ({why}): caravand does not run there, or its metrics_bind is off or elsewhere"
+        ) from None
+
+
+def parse_status(text: str) -> dict[str, dict]:
+    """Each pool's figures in the exposition ``text``: {pool: {"state", "target", "children", ...}}.
+
+    A pool is known from any of the master's families. To show a new family
+    (backlog, an autoscaling target), fill its key here and add a column to
+    :data:`STATUS_COLUMNS`; the JSON carries every key.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        families = list(text_string_to_metric_families(text))
+    except ValueError as exc:
+        raise swf.CaravanError(f"the metrics endpoint's answer is no Prometheus exposition: {exc}") from None
+    pools: dict[str, dict] = {}
+
+    def pool(name: str) -> dict:
+        return pools.setdefault(
+            name,
+            {
+                "pool": name,
+                "state": None,
+                "target": 0,
+                "children": dict.fromkeys(CHILD_STATES, 0),
+                "completed": 0,
+                "failed": 0,
+                "restarts": 0,
+                "oldest_heartbeat_age": None,
+            },
+        )
+
+    for family in families:
+        for sample in family.samples:
+            name, labels, value = sample.name, sample.labels, sample.value
+            if "pool" not in labels:
+                continue
+            into = pool(labels["pool"])
+            if name == "caravand_pool_state" and value >= 1:
+                into["state"] = labels.get("state")
+            elif name == "caravand_pool_target_children":
+                into["target"] = int(value)
+            elif name == "caravand_children":
+                state = labels.get("state", "?")
+                into["children"][state] = into["children"].get(state, 0) + int(value)
+            elif name == "caravand_tasks_total":
+                outcome = labels.get("outcome")
+                if outcome == "completed":
+                    into["completed"] += int(value)
+                elif outcome not in NOT_FAILED:
+                    into["failed"] += int(value)
+            elif name == "caravand_child_restarts_total":
+                into["restarts"] += int(value)
+            elif name == "caravand_oldest_heartbeat_age_seconds":
+                into["oldest_heartbeat_age"] = value
+    return dict(sorted(pools.items()))
+
+
+def add_rates(pools: dict[str, dict], previous: dict[str, dict] | None, seconds: float | None) -> dict[str, dict]:
+    """Per second over the last interval, from two samples: completed and failed tasks (None with one sample)."""
+    for name, now in pools.items():
+        before = (previous or {}).get(name)
+        for key in ("completed", "failed"):
+            rate = None
+            if before is not None and seconds:
+                rate = max(0.0, (now[key] - before[key]) / seconds)  # a restarted master starts again from 0
+            now[f"{key}_per_second"] = rate
+    return pools
+
+
+def rate_cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}/s"
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusColumn:
+    """A column of ``status``'s table: its header and how a pool's figures become its cell."""
+
+    header: str
+    cell: Callable[[dict], object]
+
+
+def children_column(state: str) -> StatusColumn:
+    return StatusColumn(state.upper(), lambda p: p["children"].get(state, 0))
+
+
+def age_cell(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.0f}s"
+
+
+STATUS_COLUMNS: list[StatusColumn] = [
+    StatusColumn("POOL", lambda p: p["pool"]),
+    StatusColumn("STATE", lambda p: p["state"] or "?"),
+    StatusColumn("TARGET", lambda p: p["target"]),
+    *(children_column(state) for state in CHILD_STATES),
+    StatusColumn("COMPLETED", lambda p: p["completed"]),
+    StatusColumn("RATE", lambda p: rate_cell(p["completed_per_second"])),
+    StatusColumn("FAILED", lambda p: p["failed"]),
+    StatusColumn("FAIL RATE", lambda p: rate_cell(p["failed_per_second"])),
+    StatusColumn("RESTARTS", lambda p: p["restarts"]),
+    StatusColumn("HEARTBEAT", lambda p: age_cell(p["oldest_heartbeat_age"])),
+]
+
+
+def status_table(pools: dict[str, dict], stream=None) -> None:
+    output.table(
+        [c.header for c in STATUS_COLUMNS], [[str(c.cell(p)) for c in STATUS_COLUMNS] for p in pools.values()], stream
+    )
+
+
+def watch_seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not number > 0 or number != number or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not an interval: expected seconds above 0, such as 2 or 0.5")
+    return number
+
+
+def status_arguments(parser):
+    parser.add_argument(
+        "--url",
+        metavar="URL",
+        type=cli_endpoint_url,
+        help="the metrics endpoint (default: from metrics_bind of -c INI)",
+    )
+    parser.add_argument(
+        "--watch",
+        nargs="?",
+        const=2.0,
+        type=watch_seconds,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 2) until Ctrl-C, like top",
+    )
+
+
+@command(
+    "status",
+    arguments=status_arguments,
+    help="show the running caravand's pools from its metrics endpoint: states, children, tasks, restarts",
+)
+def status(ctx, args):
+    url = args.url or status_url(ctx)
+    previous, taken = None, None
+    try:
+        while True:
+            text = scrape_metrics(url)
+            now = time.monotonic()
+            pools = add_rates(parse_status(text), previous, None if taken is None else now - taken)
+            show_status(ctx, url, pools, None if taken is None else now - taken, watching=args.watch is not None)
+            if args.watch is None:
+                return 0
+            previous, taken = pools, now
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return 0
+
+
+def status_url(ctx) -> str:
+    address = ctx.master.metrics_bind if ctx.master is not None else DEFAULT_METRICS_BIND
+    if not address:
+        raise swf.ConfigError(f"metrics are off in {ctx.args.config} (metrics_bind is empty): status reads them")
+    return metrics_url(address)
+
+
+def show_status(ctx, url: str, pools: dict[str, dict], interval: float | None, *, watching: bool) -> None:
+    if ctx.json:
+        data = {"url": url, "interval": interval, "pools": list(pools.values())}
+        if watching:  # one line a sample, for a reader of lines
+            print(output.compact_json(data), flush=True)
+        else:
+            output.dump_json(data)
+        return
+    if watching and sys.stdout.isatty():
+        sys.stdout.write("\x1b[H\x1b[2J")  # home, clear: the table in place, like top
+    if watching:
+        print(f"{url}  {datetime.datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC  (Ctrl-C to quit)")
+    if pools:
+        status_table(pools)
+    else:
+        print(f"no pools at {url}")
+    if watching:
+        print(flush=True)
 
 
 # -- caravanctl's parser
