@@ -9,6 +9,7 @@ caravand serves: a gauge's name, a counter's ``_total``, a histogram's
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -115,6 +116,87 @@ def test_the_checker_sees_names_and_refuses_strangers():
     assert {"caravand_polls_total", "caravand_children", "caravand_poll_duration_seconds_count"} <= SERVED
 
 
+# -- the Grafana dashboard
+
+
+def dashboard() -> dict:
+    return json.loads(DASHBOARD.read_text(encoding="utf-8"))
+
+
+def panels(board: dict) -> list[dict]:
+    """Every panel, those inside collapsed rows included."""
+    found = []
+    for panel in board["panels"]:
+        found.append(panel)
+        found.extend(panel.get("panels", ()))
+    return found
+
+
+def expressions(board: dict) -> list[tuple[str, str]]:
+    return [
+        (f"panel {panel['title']!r} {target['refId']}", target["expr"])
+        for panel in panels(board)
+        for target in panel.get("targets", ())
+    ]
+
+
+def pool_labelled() -> set[str]:
+    """The series whose family has a pool label."""
+    names = set()
+    for family in Families(CollectorRegistry()).__dict__.values():
+        if "pool" in family._labelnames:
+            for metric in family.describe():
+                names.update(metric.name + suffix for suffix in SUFFIXES[metric.type])
+    return names
+
+
+def test_the_dashboard_is_json_naming_only_caravand_metrics():
+    board = dashboard()
+    exprs = expressions(board)
+    assert len(exprs) >= 10
+    for where, expr in exprs:
+        check_expression(expr, where)
+        if metric_names(expr) <= pool_labelled():
+            assert 'pool=~"$pool"' in expr, f"{where}: not filtered by the pool variable: {expr}"
+    ids = [panel["id"] for panel in panels(board)]
+    assert len(ids) == len(set(ids)), "panel ids repeat"
+    for panel in panels(board):
+        assert set(panel["gridPos"]) == {"h", "w", "x", "y"}, panel["title"]
+        assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24, panel["title"]
+
+
+def test_the_dashboard_shows_what_operators_need():
+    served = set()
+    for _, expr in expressions(dashboard()):
+        served |= metric_names(expr)
+    assert served >= {
+        "caravand_tasks_total",
+        "caravand_task_duration_seconds_bucket",
+        "caravand_poll_duration_seconds_bucket",
+        "caravand_polls_total",
+        "caravand_children",
+        "caravand_child_restarts_total",
+        "caravand_pool_state",
+        "caravand_oldest_heartbeat_age_seconds",
+        "caravand_swf_calls_total",
+        "caravand_swf_errors_total",
+    }
+
+
+def test_the_dashboard_has_a_pool_variable_of_caravand_pools():
+    variables = {variable["name"]: variable for variable in dashboard()["templating"]["list"]}
+    pool = variables["pool"]
+    assert pool["type"] == "query" and pool["multi"] and pool["includeAll"]
+    assert pool["allValue"] == ".*"  # "All" matches every pool, even one added since
+    family, label = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", pool["definition"]).groups()
+    assert pool["query"]["query"] == pool["definition"]
+    assert family in SERVED and label == "pool"
+    assert variables["datasource"]["type"] == "datasource"
+    for panel in panels(dashboard()):
+        if panel["type"] != "row":
+            assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+
+
 # -- the alert rules and the scrape config
 
 
@@ -150,3 +232,20 @@ def test_promtool_checks_the_rules_and_the_config():
     for command in (["check", "rules", str(RULES)], ["check", "config", str(SCRAPE)]):
         done = subprocess.run(["promtool", *command], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not on PATH (apt-get install prometheus)")
+def test_promtool_parses_the_dashboards_expressions(tmp_path):
+    """Each panel's PromQL, its Grafana variables given values, is a rule promtool accepts."""
+    exprs = expressions(dashboard())
+    group = {
+        "name": "dashboard",
+        "rules": [
+            {"record": f"dashboard:expr{i}", "expr": expr.replace("$__rate_interval", "1m").replace("$pool", ".*")}
+            for i, (_, expr) in enumerate(exprs)
+        ],
+    }
+    path = tmp_path / "dashboard-rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [group]}), encoding="utf-8")
+    done = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
