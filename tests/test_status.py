@@ -12,7 +12,15 @@ import json
 import threading
 
 import pytest
-from helpers import write_ini
+from helpers import run_cli, wait_for, write_ini
+from helpers import write_master_ini as write_master
+from test_master_e2e import (  # noqa: F401 - fixtures
+    booted,
+    caravand,
+    client,
+    master_env,
+)
+from test_metrics_e2e import free_port, greeting_pools, start_greetings
 
 from caravand import ctl
 
@@ -238,3 +246,59 @@ def test_a_bad_watch_interval_is_a_usage_error(cli, value):
 )
 def test_metrics_url_of_metrics_bind(bind, url):
     assert ctl.metrics_url(bind) == url
+
+
+# -- end to end: a real caravand on the session's moto server
+
+
+@pytest.mark.e2e
+def test_status_of_a_running_caravand(caravand, endpoint, client, tmp_path):  # noqa: F811 - fixtures
+    port = free_port()
+    ini = write_master(tmp_path / "caravan.ini", endpoint, *greeting_pools(), metrics_bind=f"127.0.0.1:{port}")
+    master = caravand(ini, env=master_env())
+    booted(master, "greeter#1")
+    booted(master, "workers#2")
+    master.wait_output(f"metrics: http://127.0.0.1:{port}/metrics")
+
+    def status() -> dict:
+        done = run_cli("caravanctl", "-c", str(ini), "status", "--json", timeout=30)
+        assert (done.returncode, done.stderr) == (0, ""), done.stderr
+        data = json.loads(done.stdout)
+        return {pool["pool"]: pool for pool in data["pools"]}
+
+    pools = wait_for(
+        lambda: (
+            (pools := status())
+            and all(p["state"] == "running" and sum(p["children"].values()) == p["target"] for p in pools.values())
+            and pools
+        ),
+        20,
+        interval=0.2,
+        message="every pool running, every child counted by state",
+    )
+    assert sorted(pools) == ["greeter", "workers"]
+    assert {name: (p["state"], p["target"]) for name, p in pools.items()} == {
+        "greeter": ("running", 1),
+        "workers": ("running", 2),
+    }
+    assert set(pools["workers"]["children"]) == {"booting", "idle", "polling", "paging", "working"}
+    assert all(p["restarts"] == 0 and p["failed"] == 0 for p in pools.values())
+    assert all(0 <= p["oldest_heartbeat_age"] < 10 for p in pools.values())
+
+    start_greetings(client, 1, 2)  # a Greeting: 3 decision tasks and 2 activity tasks
+    pools = wait_for(
+        lambda: (
+            (pools := status()) and pools["greeter"]["completed"] >= 6 and pools["workers"]["completed"] >= 4 and pools
+        ),
+        60,
+        interval=0.3,
+        message="2 Greetings' tasks counted",
+    )
+    assert (pools["greeter"]["completed"], pools["workers"]["completed"]) == (6, 4)
+
+    table = run_cli("caravanctl", "-c", str(ini), "status", timeout=30)
+    assert table.returncode == 0 and table.stdout.startswith("POOL ")
+    assert [line.split()[:2] for line in table.stdout.splitlines()[1:]] == [
+        ["greeter", "running"],
+        ["workers", "running"],
+    ]
