@@ -42,13 +42,22 @@ SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "INVOCATION_ID", "WATCHDOG_USEC", "WATCHDO
 # -- processes, seen from /proc
 
 
+#: The start time (in clock ticks since boot) of each pid the tests have seen, so that a pid the kernel
+#: gave to a new process (pid_max is often 32768: a busy machine wraps in minutes) is not taken for ours.
+_STARTED: dict[int, str] = {}
+
+
 def alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie, dead but not reaped, counts as gone)."""
+    """True while ``pid`` runs, and is still the process first seen under it (a zombie counts as gone)."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
         return False
+    if len(fields) < 20 or fields[0] == "Z":
+        return False
+    started = fields[19]  # field 22 of /proc/PID/stat: starttime
+    return _STARTED.setdefault(pid, started) == started
 
 
 def title_of(pid: int) -> str:
