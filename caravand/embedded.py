@@ -32,7 +32,7 @@ import urllib.request
 from collections.abc import Callable
 
 from caravand.pdeath import parent_is, set_parent_death_signal
-from caravand.sigmask import start_quiet
+from caravand.sigmask import blocked
 from caravand.swf import ConfigError, UsageError
 
 HOST = "127.0.0.1"
@@ -186,18 +186,22 @@ def serve(port: int = 0, *, verbose: bool = False, announce=None) -> int:
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.WARNING)
-    server = _make_server(port)
-    url = f"http://{HOST}:{server.server_address[1]}"
-    set_title(url)
     stop = threading.Event()
 
     def request_stop(signum, frame):
         stop.set()
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    thread = threading.Thread(target=server.serve_forever, name="embedded-swf", daemon=True)
-    start_quiet(thread)  # TERM must reach the main thread, which waits in stop.wait() and stops the server
+    # Every thread made while the server is built (moto's, the server's, and
+    # the request threads those start) leaves TERM and INT to the main
+    # thread, which waits in stop.wait() and stops the server; what comes
+    # meanwhile is delivered when the block ends.
+    with blocked():
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        server = _make_server(port)
+        url = f"http://{HOST}:{server.server_address[1]}"
+        set_title(url)
+        threading.Thread(target=server.serve_forever, name="embedded-swf", daemon=True).start()
     (announce or (lambda u: None))(url)
     stop.wait()
     server.shutdown()
