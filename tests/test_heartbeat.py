@@ -16,7 +16,7 @@ import time
 
 import botocore.exceptions
 import pytest
-from helpers import FakeClock
+from helpers import FakeClock, wait_for
 from stubs import ScriptedClient, client_error
 
 from caravand import swf
@@ -284,22 +284,13 @@ def heartbeat_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "heartbeat-a1"]
 
 
-def wait_until(condition, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()
-
-
 def test_a_type_without_heartbeat_timeout_starts_its_thread_on_demand():
     client = ScriptedClient(then={"cancelRequested": False})
     task = ActivityTask(task_data(), client)
     task.start_heartbeats(None)
     assert heartbeat_threads() == []
     assert task.heartbeat("first") is False
-    assert wait_until(lambda: client.calls), "the details were not sent"
+    wait_for(lambda: client.calls, 5, 0.005, "the details to be sent")
     assert len(heartbeat_threads()) == 1
     task.stop_heartbeats()
     assert heartbeat_threads() == []
@@ -325,7 +316,7 @@ def test_heartbeat_never_waits_on_a_call_in_flight(caplog):
         assert "heartbeat still in flight" in caplog.text
     finally:
         release.set()
-    assert wait_until(lambda: not heartbeat_threads())
+    wait_for(lambda: not heartbeat_threads(), 5, 0.005, "the heartbeat thread to end")
 
 
 def test_an_exception_in_the_thread_is_logged_and_the_thread_goes_on(caplog):
@@ -345,7 +336,7 @@ def test_an_exception_in_the_thread_is_logged_and_the_thread_goes_on(caplog):
     task = ActivityTask(task_data(), client_for=client_for)
     task.start_heartbeats(0.3)  # every 0.1 s
     try:
-        assert wait_until(lambda: len(good.calls) >= 2), "the thread died"
+        wait_for(lambda: len(good.calls) >= 2, 5, 0.005, "a second heartbeat (else the thread died)")
         assert heartbeat_threads() and heartbeat_threads()[0].is_alive()
     finally:
         task.stop_heartbeats()
