@@ -668,6 +668,17 @@ def expect_list(stubber, sent: dict, infos: list[dict]) -> None:
     )
 
 
+def stubbed_list_ids(cli, monkeypatch, url, argv, sent) -> list[str]:
+    """``list --json ARGV`` against ``url`` (stubbed): each page must send exactly ``sent``; the ids listed."""
+    _, stubber = stub_client(monkeypatch, url)
+    expect_list(stubber, sent, stub_infos())
+    with stubber:
+        result = cli("-d", DOMAIN, "list", "--json", *WINDOW_ARGV, *argv)
+    stubber.assert_no_pending_responses()
+    assert result.code == 0, result
+    return [i["execution"]["workflowId"] for i in json.loads(result.out)]
+
+
 @pytest.mark.parametrize(
     "argv, sent, expected",
     [
@@ -683,13 +694,7 @@ def expect_list(stubber, sent: dict, infos: list[dict]) -> None:
 def test_list_sends_its_filter_to_swf(cli, monkeypatch, argv, sent, expected):
     """On real SWF the filter goes in the request (one at most, as SWF wants) with
     the time window, on every page; the client-side pass stays (harmless)."""
-    _, stubber = stub_client(monkeypatch, REAL_SWF)
-    expect_list(stubber, sent, stub_infos())
-    with stubber:
-        result = cli("-d", DOMAIN, "list", "--json", *WINDOW_ARGV, *argv)
-    stubber.assert_no_pending_responses()
-    assert result.code == 0, result
-    assert [i["execution"]["workflowId"] for i in json.loads(result.out)] == expected
+    assert stubbed_list_ids(cli, monkeypatch, REAL_SWF, argv, sent) == expected
 
 
 def test_list_sends_a_name_alone_to_swf_for_open_executions(cli, monkeypatch):
@@ -716,13 +721,7 @@ def test_list_sends_a_name_alone_to_swf_for_open_executions(cli, monkeypatch):
 def test_list_on_loopback_filters_on_the_client(cli, monkeypatch, url, argv, sent, expected):
     """A loopback endpoint is moto's emulator: it fails on a typeFilter without a
     version and its closeStatusFilter drops the matches, so neither is sent."""
-    _, stubber = stub_client(monkeypatch, url)
-    expect_list(stubber, sent, stub_infos())
-    with stubber:
-        result = cli("-d", DOMAIN, "list", "--json", *WINDOW_ARGV, *argv)
-    stubber.assert_no_pending_responses()
-    assert result.code == 0, result
-    assert [i["execution"]["workflowId"] for i in json.loads(result.out)] == expected
+    assert stubbed_list_ids(cli, monkeypatch, url, argv, sent) == expected
 
 
 def test_list_on_the_embedded_endpoint_filters_on_the_client(cli, monkeypatch, tmp_path):
