@@ -444,17 +444,12 @@ def run_import_check(config, fd: int, parent_pid: int) -> None:
     The reload waits for this verdict (without blocking its loop), so that a
     module that fails to import is refused like a bad key, never crash-looped.
     """
-    from caravand.loader import check_pool_imports
+    from caravand.loader import report_pool_imports
 
     code = 1
     try:
         become_helper(parent_pid, f"caravand: check [{config.path}]")
-        check_pool_imports(config)
-        code = EXIT_OK
-    except CaravanError as exc:
-        os.write(fd, swf.one_line(str(exc), 3000).encode())
-    except BaseException as exc:  # a module may raise anything, SystemExit included
-        os.write(fd, swf.one_line(f"{type(exc).__name__}: {exc}", 3000).encode())
+        code = report_pool_imports(config, fd)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -209,7 +209,7 @@ def check_imports_in_child(config, *, logging: bool = False, timeout: float = IM
         code = 1
         try:
             os.close(read_fd)
-            code = _check_in_child(config, write_fd, logging)
+            code = report_pool_imports(config, write_fd, logging=logging)
         finally:
             with contextlib.suppress(Exception):
                 sys.stdout.flush()
@@ -242,7 +242,12 @@ def check_imports_in_child(config, *, logging: bool = False, timeout: float = IM
     raise ConfigError(f"{config.path}: importing the pools' modules: the checking process {how}")
 
 
-def _check_in_child(config, write_fd: int, logging: bool) -> int:
+def report_pool_imports(config, write_fd: int, *, logging: bool = False) -> int:
+    """In a throwaway child: :func:`check_pool_imports`; 0, or 1 with the one-line error written to ``write_fd``.
+
+    The child's side of both checks: ``check_imports_in_child`` (start,
+    ``--check``) and the master's reload (``caravand.child.run_import_check``).
+    """
     try:
         if logging:
             from caravand.config import setup_logging
