@@ -57,6 +57,8 @@ RSS_INTERVAL = 10.0
 #: A registrar (the throwaway process that registers a pool's domain and
 #: types) that runs longer than this is killed and tried again later.
 REGISTRATION_TIMEOUT = 120.0
+#: The master's gauges are written at most this often (see Master.export_metrics).
+EXPORT_INTERVAL = 1.0
 #: A reload's import check (a throwaway process) that runs longer is killed, and the reload refused.
 RELOAD_CHECK_TIMEOUT = 120.0
 #: A pass of the loop that took longer than this reads the pipes again
@@ -282,6 +284,7 @@ class Master:
         self.metrics_backoff = Backoff(base=1.0, cap=30.0, rng=self.rng)
         self.metrics_exported: set[tuple[str, str]] = set()  # the (pool, state) children gauges set
         self.metrics_pools: set[str] = set()  # the pools whose gauges are set
+        self.next_export = 0.0
 
     def now(self) -> float:
         return self.system.monotonic()
@@ -1148,10 +1151,12 @@ class Master:
     def export_metrics(self, now: float) -> None:
         """Write the master's gauges: children by state, targets, pool states, the oldest beat's age.
 
-        Memory writes only (mmapped files): cheap enough for every pass.
+        At most once per EXPORT_INTERVAL: the loop passes many times a second
+        with hundreds of children beating, and a scrape comes every 15 s or so.
         """
-        if self.metrics_socket is None:
+        if self.metrics_socket is None or now < self.next_export:
             return
+        self.next_export = now + EXPORT_INTERVAL
         family = metrics.families()
         counts: dict[tuple[str, str], int] = {}
         ages: dict[str, float] = {}

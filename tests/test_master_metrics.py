@@ -96,6 +96,20 @@ def test_the_gauges_show_children_by_state_and_the_pools_state(master, spawned, 
     assert value(registry, "caravand_oldest_heartbeat_age_seconds", pool="demo") == 3
 
 
+def test_the_gauges_are_written_at_most_once_a_second(master, spawned, clock, registry):  # noqa: F811
+    """The loop passes many times a second with hundreds of children: the scan is not on every pass."""
+    master.manage_pools(clock())
+    master.export_metrics(clock())
+    boot_all(master)
+    clock.advance(0.5)
+    master.export_metrics(clock())
+    assert value(registry, "caravand_children", pool="demo", state="booting") == 2  # not yet
+    clock.advance(0.5)
+    master.export_metrics(clock())
+    assert value(registry, "caravand_children", pool="demo", state="booting") == 0
+    assert value(registry, "caravand_children", pool="demo", state="idle") == 2
+
+
 def test_reloads_are_counted_ok_or_refused(master, spawned, clock, registry, tmp_path):  # noqa: F811
     master.refuse_reload("a bad key")
     master.apply_reload(master.config)

@@ -181,7 +181,10 @@ def test_the_endpoint_answers_while_a_scraper_holds_a_connection_without_reading
     ini = write_ini(tmp_path / "caravan.ini", endpoint, *greeting_pools(workers=1), metrics_bind=f"127.0.0.1:{port}")
     master = caravand(ini)
     booted(master, "workers#1")
-    wait_for(lambda: pool_children(master.pid) and scrape(port), 10, message="a first scrape")
+    # The master writes its gauges once a second: wait for the one that shows the booted child.
+    wait_for(
+        lambda: total(scrape(port), "caravand_children", pool="workers") == 1, 10, message="a scrape with the child"
+    )
     silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
     greedy = socket.create_connection(("127.0.0.1", port))
     greedy.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 50)  # and never reads the answers
