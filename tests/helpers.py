@@ -53,13 +53,16 @@ def write_master_ini(path: pathlib.Path, endpoint, *pools: str, **master) -> pat
     ``master`` adds or overrides [caravand] keys. The emulator answers an
     empty poll after 1 s: poll_timeout says so, and a stop's shortest
     deadline (poll_timeout + 10 s read margin + 10 s to fail a task in
-    hand) follows it.
+    hand) follows it. Metrics are off unless a test asks (``metrics_bind=``):
+    the default port, 9469, is the one a developer's own caravand (the quick
+    start's) holds while the tests run.
     """
     settings = {
         "endpoint_url": endpoint.url,
         "register_domains": "true",
         "poll_timeout": "1",
         "graceful_timeout": "25",
+        "metrics_bind": "",
         **master,
     }
     text = "[caravand]\n" + "".join(f"{key} = {value}\n" for key, value in settings.items())

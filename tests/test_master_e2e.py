@@ -984,7 +984,7 @@ def test_the_embedded_endpoint_dies_with_a_sigkilled_master(caravand, tmp_path):
         port = probe.getsockname()[1]
     ini = tmp_path / "caravan.ini"
     ini.write_text(
-        f"[caravand]\nendpoint_url = embedded\nembedded_port = {port}\nregister_domains = true\n\n"
+        f"[caravand]\nendpoint_url = embedded\nembedded_port = {port}\nregister_domains = true\nmetrics_bind =\n\n"
         + demo_pool("demo", "Orphan")
     )
     master = caravand(ini)
