@@ -26,6 +26,7 @@ import re
 import sys
 import urllib.parse
 from collections.abc import Callable
+from typing import Any
 
 from paste.deploy.loadwsgi import ConfigLoader, NicerConfigParser
 
@@ -396,6 +397,37 @@ def parse_count(value: str) -> int:
     return number
 
 
+def parse_processes(value: str) -> tuple[int, int]:
+    """``N`` (a fixed count), or ``MIN..MAX``: the pool autoscales between them (see caravand.autoscale)."""
+    low, sep, high = value.partition("..")
+    if not sep:
+        number = parse_count(value)
+        return number, number
+    try:
+        bounds = parse_count(low), parse_count(high)
+    except ValueError:
+        raise ValueError("expected a count, such as 4, or MIN..MAX to autoscale, such as 2..16") from None
+    if bounds[0] > bounds[1] or bounds[1] == 0:
+        raise ValueError("expected MIN..MAX with MIN at most MAX and MAX above 0, such as 2..16")
+    return bounds
+
+
+def parse_seconds_or_zero(value: str) -> float:
+    if value.strip() in ("0", "0.0"):
+        return 0.0
+    return parse_positive_float(value)
+
+
+def parse_positive_number(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("expected a number above 0") from None
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError("expected a number above 0")
+    return number
+
+
 def parse_int(value: str) -> int:
     try:
         return int(value.strip())
@@ -413,7 +445,12 @@ def parse_required(value: str) -> str:
 POOL_SETTINGS = (
     Setting("domain", parse_swf_name, "", "SWF domain of the pool's task list"),
     Setting("task_list", parse_swf_name, "", "the task list its children poll"),
-    Setting("processes", parse_count, "1", "how many child processes poll it (at most max_processes)"),
+    Setting(
+        "processes",
+        parse_processes,
+        "1",
+        "how many child processes poll it (at most max_processes); MIN..MAX, such as 2..16, autoscales it",
+    ),
     Setting(
         "pythonpath",
         parse_pythonpath,
@@ -433,7 +470,28 @@ POOL_SETTINGS = (
     Setting("restart_window", parse_positive_float, "60", "seconds over which crashes are counted"),
     Setting("fatal_retry", parse_positive_float, "300", "seconds before a FATAL pool is tried again"),
     Setting("min_uptime", parse_positive_float, "5", "a child that dies sooner failed to start"),
+    Setting(
+        "backlog_interval",
+        parse_seconds_or_zero,
+        "30",
+        "seconds between counts of the pool's backlog (one CountPending*Tasks per host, only with metrics on "
+        "or autoscaling); 0: never",
+    ),
+    Setting(
+        "scale_up_backlog", parse_positive_number, "1", "autoscaling: grow while the backlog per child is above this"
+    ),
+    Setting("scale_up_after", parse_seconds_or_zero, "30", "autoscaling: ...for this many seconds"),
+    Setting(
+        "scale_down_after", parse_positive_float, "300", "autoscaling: shrink by one after a child was spare this long"
+    ),
+    Setting("scale_cooldown", parse_seconds_or_zero, "60", "autoscaling: seconds between two steps"),
 )
+
+#: The settings that size a pool, not its work: a reload that changes only these resizes it in place.
+SIZING = ("processes", "scale_max", "backlog_interval", "scale_up_backlog", "scale_up_after", "scale_down_after",
+          "scale_cooldown")  # fmt: skip
+#: The settings that mean something only for a pool that autoscales (processes = MIN..MAX).
+SCALING = ("scale_up_backlog", "scale_up_after", "scale_down_after", "scale_cooldown")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -463,6 +521,22 @@ class PoolSpec:
     min_uptime: float
     #: The pool's pythonpath then [caravand]'s, absolute: first on sys.path before its modules import.
     pythonpath: tuple = ()
+    #: The most children it may have: above ``processes`` (its least) when it autoscales (MIN..MAX).
+    scale_max: int = 0
+    backlog_interval: float = 30.0
+    scale_up_backlog: float = 1.0
+    scale_up_after: float = 30.0
+    scale_down_after: float = 300.0
+    scale_cooldown: float = 60.0
+
+    @property
+    def autoscaled(self) -> bool:
+        return self.scale_max > self.processes
+
+    @property
+    def processes_text(self) -> str:
+        """``4``, or ``2..16`` for a pool that autoscales: as the ini says it."""
+        return f"{self.processes}..{self.scale_max}" if self.autoscaled else str(self.processes)
 
     def apply_pythonpath(self) -> None:
         """Put the pool's directories first on ``sys.path`` (in each child, and the master with preload)."""
@@ -490,10 +564,11 @@ class PoolSpec:
         )
 
     def same_work(self, other: PoolSpec) -> bool:
-        """True when only the process count differs: resize in place, no replacement."""
+        """True when only the sizing differs (processes, autoscaling, backlog): resize in place, no replacement."""
         # Each reading makes its own factory object: the ``use`` and options that made it are what compare.
-        mine = dataclasses.replace(self, processes=0, factory=other.factory)
-        return mine == dataclasses.replace(other, processes=0)
+        unsized: dict[str, Any] = dict.fromkeys(SIZING, 0)
+        mine = dataclasses.replace(self, factory=other.factory, **unsized)
+        return mine == dataclasses.replace(other, **unsized)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -586,12 +661,25 @@ def parse_pool(ini: Ini, section: str, variables: dict, master: MasterSpec) -> P
         raise ConfigError(f"{path}: [{section}] use: missing (use = egg:caravand#decider or egg:caravand#activity)")
     settings = {s.name for s in POOL_SETTINGS}
     values = ini.parse(section, POOL_SETTINGS, pool=True)
+    values["processes"], values["scale_max"] = values["processes"]
+    autoscaled = values["scale_max"] > values["processes"]
     limit = master.max_processes
-    if values["processes"] > limit:
+    if values["scale_max"] > limit:
         raise ConfigError(
-            f"{path}: [{section}] processes = {values['processes']}: at most {limit} per pool (a bound, so that a "
+            f"{path}: [{section}] processes = {ini.get(section, 'processes').strip()}: at most {limit} per pool "
+            "(a bound, so that a "
             f"typo cannot fork thousands of processes); if you mean it, raise max_processes in [{MASTER_SECTION}], "
             f"up to {SWF_MAX_POLLERS} (SWF's limit of pollers per task list)"
+        )
+    scaling = sorted(written & set(SCALING))
+    if scaling and not autoscaled:
+        raise ConfigError(
+            f"{path}: [{section}] {scaling[0]}: only a pool that autoscales uses it "
+            f"(processes = MIN..MAX, such as 2..16)"
+        )
+    if autoscaled and not values["backlog_interval"]:
+        raise ConfigError(
+            f"{path}: [{section}] backlog_interval = 0: a pool that autoscales grows on its counted backlog"
         )
     pythonpath = resolve_pythonpath(path, section, values["pythonpath"])
     values["pythonpath"] = tuple(dict.fromkeys(pythonpath + master.pythonpath))

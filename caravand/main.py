@@ -81,7 +81,7 @@ def print_pools(config: Config) -> None:
     where = endpoint.endpoint_url or "boto3's chain (AWS_ENDPOINT_URL_SWF, or AWS)"
     print(f"endpoint: {where}{' (embedded)' if master.embedded else ''}")
     rows = [
-        [spec.name, spec.kind, spec.domain, spec.task_list, str(spec.processes), spec.use]
+        [spec.name, spec.kind, spec.domain, spec.task_list, spec.processes_text, spec.use]
         for spec in config.pools.values()
     ]
     if rows:

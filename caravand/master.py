@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+import math
 import os
 import random
 import selectors
@@ -33,8 +34,9 @@ from typing import TYPE_CHECKING
 
 import setproctitle
 
-from caravand import __version__, metrics, protocol, swf
+from caravand import __version__, backlog, metrics, protocol, swf
 from caravand import child as child_module
+from caravand.autoscale import Autoscaler, Step
 from caravand.child import ChildProcess, MetricsProcess, RegistrarProcess, reopen_log_files, reopen_output
 from caravand.config import ALARM_MARGIN, Config, PoolSpec, load, setup_logging
 from caravand.contracts import optional
@@ -64,8 +66,12 @@ RELOAD_CHECK_TIMEOUT = 120.0
 #: A pass of the loop that took longer than this reads the pipes again
 #: before it judges any child silent: the beats wait in the pipes.
 LATE_PASS = 0.5
+#: A backlog counter that died is forked again after this (doubling to a minute).
+COUNTER_BACKOFF = 1.0
 #: Why a child ended while its pool served, as caravand_child_restarts_total counts it.
 RESTART_REASONS = ("crash", "hung", "recycle", "reload", "scale", "endpoint")
+#: The ways a pool's target moves, as caravand_scale_steps_total counts them.
+SCALE_REASONS = (("up", "backlog"), ("up", "ttin"), ("down", "idle"), ("down", "ttou"))
 #: [caravand] settings that only a restart applies.
 RESTART_ONLY = ("preload", "pidfile", "log_file", "metrics_bind")
 
@@ -175,6 +181,18 @@ class Registrar:
 
 
 @dataclasses.dataclass
+class Counter:
+    """The backlog counter (caravand.backlog): one process that counts ``targets`` and says each count."""
+
+    pid: int
+    fd: int
+    targets: tuple[backlog.Target, ...]
+    last_seen: float
+    buffer: bytes = b""
+    killed: bool = False  # silent too long, or its targets changed: its exit is no news
+
+
+@dataclasses.dataclass
 class ReloadCheck:
     """A throwaway process that imports a new ini's pool modules before a reload applies it."""
 
@@ -211,6 +229,8 @@ class Pool:
         self.registration_backoff = Backoff(base=5.0, cap=300.0, rng=rng)
         self.may_serve = not registration  # False until the first registration attempt ended
         self.last_failure: str | None = None  # why its last child gave up, for the log and STATUS
+        self.backlog: int | None = None  # its pending tasks at the last count; None: unknown
+        self.autoscaler = Autoscaler(spec, clock) if spec.autoscaled else None
 
     @property
     def children(self) -> Mapping[int, Child]:
@@ -226,6 +246,22 @@ class Pool:
         """``child`` exited: its index is free again."""
         if self._children.get(child.index) is child:
             del self._children[child.index]
+
+    def resize(self, spec) -> None:
+        """Take ``spec``'s sizing (a reload): a fixed count, or its autoscaling bounds around the current target."""
+        self.spec = spec
+        if not spec.autoscaled:
+            self.autoscaler, self.target = None, spec.processes
+        elif self.autoscaler is None:
+            self.autoscaler = Autoscaler(spec, self.health.clock)
+            self.target = self.autoscaler.bound(self.target)
+        else:
+            self.autoscaler.spec = spec
+            self.target = self.autoscaler.bound(self.target)
+
+    def busy(self) -> int:
+        """Its children that work now (a task in hand, or its history being paged)."""
+        return sum(c.state in (ChildState.WORKING, ChildState.PAGING) for c in self.active())
 
     def active(self) -> list[Child]:
         """Children that count towards the target: not leaving, not being replaced."""
@@ -282,6 +318,9 @@ class Master:
         self.metrics_started_at = 0.0
         self.metrics_relaunch_at: float | None = None
         self.metrics_backoff = Backoff(base=1.0, cap=30.0, rng=self.rng)
+        self.counter: Counter | None = None  # the backlog counter, while it runs
+        self.counter_relaunch_at = 0.0
+        self.counter_backoff = Backoff(base=COUNTER_BACKOFF, cap=60.0, rng=self.rng)
         self.metrics_exported: set[tuple[str, str]] = set()  # the (pool, state) children gauges set
         self.metrics_pools: set[str] = set()  # the pools whose gauges are set
         self.next_export = 0.0
@@ -356,6 +395,7 @@ class Master:
         self.watch_children(now)
         self.manage_embedded(now)
         self.manage_metrics(now)
+        self.manage_backlog(now)
         self.manage_pools(now)
         self.export_metrics(now)
         self.check_stop(now)
@@ -368,6 +408,8 @@ class Master:
                 self.drain_wakeup()
             elif key.data == "embedded":
                 self.embedded_said()
+            elif isinstance(key.data, Counter):
+                self.counter_said(key.data)
             else:
                 self.read_child(key.data)
 
@@ -384,6 +426,10 @@ class Master:
             wakes.append(self.embedded_relaunch_at)
         if self.metrics_relaunch_at is not None:
             wakes.append(self.metrics_relaunch_at)
+        if self.counter is not None and not self.counter.killed:
+            wakes.append(self.counter.last_seen + backlog.SILENCE_LIMIT)
+        elif self.counter is None and self.backlog_targets():
+            wakes.append(self.counter_relaunch_at)
         if self.notifier.watchdog_interval:
             wakes.append(self.next_watchdog)
         return max(0.0, min(wakes) - now)
@@ -402,6 +448,7 @@ class Master:
             signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_DFL)
         if self.embedded is not None:
             self.embedded.stop()
+        self.stop_counter()
         self.stop_metrics()
         if self.selector is not None:
             self.selector.close()
@@ -436,18 +483,33 @@ class Master:
         self.reload()
 
     def handle_ttin(self) -> None:
-        limit = self.config.master.max_processes
         for pool in self.pools.values():
+            # An autoscaled pool's target moves within its bounds; a fixed one's up to max_processes.
+            limit = pool.spec.scale_max if pool.autoscaler else self.config.master.max_processes
             if pool.target >= limit:
-                log.warning("scale: %s stays at %d (TTIN): max_processes is %d", pool.name, pool.target, limit)
+                bound = "its processes' MAX" if pool.autoscaler else "max_processes"
+                log.warning("scale: %s stays at %d (TTIN): %s is %d", pool.name, pool.target, bound, limit)
                 continue
-            pool.target += 1
-            log.info("scale: %s to %d (TTIN)", pool.name, pool.target)
+            self.scale(pool, Step(pool.target + 1, "up", "ttin", "TTIN"))
 
     def handle_ttou(self) -> None:
         for pool in self.pools.values():
-            pool.target = max(0, pool.target - 1)
-            log.info("scale: %s to %d (TTOU)", pool.name, pool.target)
+            floor = pool.spec.processes if pool.autoscaler else 0
+            if pool.target <= floor:
+                if pool.autoscaler:
+                    log.warning("scale: %s stays at %d (TTOU): its processes' MIN is %d", pool.name, pool.target,
+                                floor)  # fmt: skip
+                continue
+            self.scale(pool, Step(pool.target - 1, "down", "ttou", "TTOU"))
+
+    def scale(self, pool: Pool, step: Step) -> None:
+        """Move ``pool``'s target (manage_pools spawns, or retires the spare children first); log and count it."""
+        log.info("scale: %s %s from %d to %d (%s)", pool.name, step.direction, pool.target, step.target, step.detail)
+        pool.target = step.target
+        if pool.autoscaler is not None:
+            pool.autoscaler.stepped()
+        if self.metrics_socket is not None:
+            metrics.families().scale_steps.labels(pool.name, step.direction, step.reason).inc()
 
     def handle_usr1(self) -> None:
         if self.log_file:
@@ -546,6 +608,8 @@ class Master:
         if self.metrics_socket is not None and not keep_metrics_socket:
             fds.append(self.metrics_socket.fileno())
         fds += [check.fd for check in self.reload_checks.values()]
+        if self.counter is not None and self.counter.fd >= 0:
+            fds.append(self.counter.fd)
         fds += [fd for fd in (self.notifier.fileno(), self.embedded_stdout()) if fd is not None]
         self.selector.close()
         for fd in fds:
@@ -622,6 +686,9 @@ class Master:
             metrics.process_dead(pid)  # its live gauges go; what it counted stays
             if pid == self.metrics_pid:
                 self.metrics_died(status)
+                continue
+            if self.counter is not None and pid == self.counter.pid:
+                self.counter_exited(status)
                 continue
             if self.embedded is not None and self.embedded.pid == pid:
                 self.embedded_died(status)
@@ -788,8 +855,15 @@ class Master:
             pool.health.tick(all_booted_for=all_booted_for if pool.target else float("inf"))
             if pool.health.state is not before:
                 log.info("pool: %s %s -> %s", pool.name, before.name, pool.health.state.name)
-            active = pool.active()
-            for child in sorted(active, key=lambda c: c.index)[pool.target :]:
+            if pool.autoscaler is not None:
+                pool.autoscaler.observe(pool.busy(), pool.target)
+                step = pool.autoscaler.decide(pool.target)
+                if step is not None:
+                    self.scale(pool, step)
+            # The spare go first, the busy last (each is drained, never killed: its task is finished).
+            spare_first = sorted(pool.active(), key=lambda c: (c.state in (ChildState.WORKING, ChildState.PAGING),
+                                                                 -c.index))  # fmt: skip
+            for child in sorted(spare_first[: max(0, len(spare_first) - pool.target)], key=lambda c: c.index):
                 self.retire(child, "scaled down", reason="scale")
             missing = pool.target - len(pool.active())
             for _ in range(missing):
@@ -866,6 +940,7 @@ class Master:
         for check in self.reload_checks.values():
             check.superseded = True
             self.system.kill(check.pid, signal.SIGKILL)
+        self.kill_counter("the master stops")
 
     def check_stop(self, now: float) -> None:
         if not self.stopping:
@@ -957,9 +1032,9 @@ class Master:
         for name, spec in new.pools.items():
             pool = old_pools.pop(name, None)
             if pool is not None and pool.spec.same_work(spec):
-                if spec.processes != pool.spec.processes:
-                    log.info("resized: %s to %d", name, spec.processes)
-                pool.spec, pool.target = spec, spec.processes
+                if spec.processes_text != pool.spec.processes_text:
+                    log.info("resized: %s to %s", name, spec.processes_text)
+                pool.resize(spec)
                 self.pools[name] = pool
             else:
                 fresh = self.make_pool(spec)
@@ -1148,6 +1223,133 @@ class Master:
             self.metrics_socket.close()
             self.metrics_socket = None
 
+    # -- the backlog counter: one process counts every pool's pending tasks
+
+    def backlog_targets(self) -> tuple[backlog.Target, ...]:
+        """What the counter counts: each serving pool that autoscales, or every one when metrics are on."""
+        if self.stopping:
+            return ()
+        return tuple(
+            backlog.Target.of(pool.spec)
+            for pool in self.pools.values()
+            if pool.spec.backlog_interval
+            and pool.spec.kind in backlog.OPERATIONS
+            and (pool.autoscaler is not None or self.metrics_socket is not None)
+        )
+
+    def manage_backlog(self, now: float) -> None:
+        """Keep one counter of the current targets: fork it, replace it when they change, kill it when silent."""
+        targets = self.backlog_targets()
+        counter = self.counter
+        if counter is not None and not counter.killed:
+            if counter.targets != targets:
+                self.kill_counter("the pools changed")
+            elif now - counter.last_seen > backlog.SILENCE_LIMIT:
+                log.error("backlog counter (pid %d) silent for %.0f s: killing it", counter.pid,
+                          now - counter.last_seen)  # fmt: skip
+                self.kill_counter("silent")
+                self.counter_relaunch_at = now + self.counter_backoff.next_delay()
+        if self.counter is not None or not targets or now < self.counter_relaunch_at:
+            return
+        try:
+            read_end, write_end = os.pipe()
+        except OSError as exc:
+            log.error("backlog counter: cannot start: %s", exc.strerror)
+            self.counter_relaunch_at = now + self.counter_backoff.next_delay()
+            return
+        pid = self.fork(None, read_end, write_end, failed_start=False)
+        if pid is None:
+            self.counter_relaunch_at = now + self.counter_backoff.next_delay()
+            return
+        if pid == 0:  # the counter: never returns
+            os.close(read_end)
+            self.close_in_child()
+            try:
+                backlog.BacklogProcess(list(targets), self.endpoint, write_end, self.pid, session=self.session).run()
+            finally:
+                os._exit(1)
+        os.close(write_end)
+        os.set_blocking(read_end, False)
+        self.counter = Counter(pid, read_end, targets, now)
+        assert self.selector is not None  # start() made it
+        self.selector.register(read_end, selectors.EVENT_READ, self.counter)
+        log.info("backlog counter: %s (pid %d)", ", ".join(f"{t.pool} every {t.interval:g} s" for t in targets), pid)
+
+    def counter_said(self, counter: Counter) -> None:
+        try:
+            data = os.read(counter.fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # it is dying: reap() sees it
+            self.close_counter_pipe(counter)
+            return
+        counter.buffer += data
+        *lines, counter.buffer = counter.buffer.split(b"\n")
+        counter.last_seen = self.now()
+        for line in lines:
+            self.counter_line(counter, line)
+
+    def counter_line(self, counter: Counter, line: bytes) -> None:
+        """One line of the counter: a pool's backlog (BACKLOG), or a BEAT that only says it lives."""
+        message = protocol.decode(line)
+        if message is None or message.word != protocol.BACKLOG or message.garbled or counter.killed:
+            return
+        pool = self.pools.get(message.text)
+        if pool is None:
+            return  # removed by a reload since it counted
+        pool.backlog = message.count
+        if pool.autoscaler is not None:
+            pool.autoscaler.counted(message.count, pool.target)
+
+    def close_counter_pipe(self, counter: Counter) -> None:
+        if counter.fd < 0:
+            return
+        assert self.selector is not None  # start() made it
+        try:
+            self.selector.unregister(counter.fd)
+        except (KeyError, ValueError):
+            pass
+        os.close(counter.fd)
+        counter.fd = -1
+
+    def kill_counter(self, why: str) -> None:
+        """The counter goes at once (it holds nothing: a count is read-only); reap() forgets it."""
+        counter = self.counter
+        if counter is None or counter.killed:
+            return
+        counter.killed = True
+        log.debug("backlog counter (pid %d): ending it: %s", counter.pid, why)
+        self.close_counter_pipe(counter)
+        try:
+            self.system.kill(counter.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def counter_exited(self, status: int) -> None:
+        counter = self.counter
+        assert counter is not None  # reap() found its pid
+        self.close_counter_pipe(counter)
+        self.counter = None
+        if counter.killed or self.stopping:
+            return
+        delay = self.counter_backoff.next_delay()
+        log.error("backlog counter died (%s): restarting it in %.1f s", describe_status(status), delay)
+        self.counter_relaunch_at = self.now() + delay
+
+    def stop_counter(self) -> None:
+        """At exit: the counter goes, and is waited for."""
+        if self.counter is None:
+            return
+        pid = self.counter.pid
+        self.kill_counter("the master exits")
+        try:
+            self.system.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+        self.counter = None
+
     def export_metrics(self, now: float) -> None:
         """Write the master's gauges: children by state, targets, pool states, the oldest beat's age.
 
@@ -1173,14 +1375,22 @@ class Master:
         for name in self.metrics_pools - self.pools.keys():  # removed from the ini: zeros, not its last values
             family.target.labels(name).set(0)
             family.heartbeat_age.labels(name).set(0)
+            family.min_children.labels(name).set(0)
+            family.max_children.labels(name).set(0)
+            family.backlog.labels(name).set(math.nan)  # not counted any more: unknown, not empty
             for state in PoolState:
                 family.pool_state.labels(name, state.value).set(0)
         for name in self.pools.keys() - self.metrics_pools:  # new: its counters show 0, not nothing
             for reason in RESTART_REASONS:
                 family.restarts.labels(name, reason)
+            for direction, reason in SCALE_REASONS:
+                family.scale_steps.labels(name, direction, reason)
         self.metrics_pools = set(self.pools)
         for pool in self.pools.values():
             family.target.labels(pool.name).set(pool.target)
+            family.min_children.labels(pool.name).set(pool.spec.processes)
+            family.max_children.labels(pool.name).set(max(pool.spec.scale_max, pool.spec.processes))
+            family.backlog.labels(pool.name).set(math.nan if pool.backlog is None else pool.backlog)
             family.heartbeat_age.labels(pool.name).set(ages.get(pool.name, 0.0))
             for state in PoolState:
                 family.pool_state.labels(pool.name, state.value).set(1 if pool.health.state is state else 0)

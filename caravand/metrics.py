@@ -186,6 +186,33 @@ class Families:
             multiprocess_mode="livesum",
             registry=reg,
         )
+        self.min_children = Gauge(
+            "caravand_pool_min_children",
+            "The fewest children the pool may have (processes, or MIN of MIN..MAX)",
+            ["pool"],
+            multiprocess_mode="livesum",
+            registry=reg,
+        )
+        self.max_children = Gauge(
+            "caravand_pool_max_children",
+            "The most children the pool may have (processes, or MAX of MIN..MAX)",
+            ["pool"],
+            multiprocess_mode="livesum",
+            registry=reg,
+        )
+        self.backlog = Gauge(
+            "caravand_pool_backlog",
+            "Tasks waiting on the pool's task list at the last count (CountPending*Tasks); NaN: not known",
+            ["pool"],
+            multiprocess_mode="livesum",
+            registry=reg,
+        )
+        self.scale_steps = Counter(
+            "caravand_scale_steps",
+            "Moves of a pool's target: direction up or down, reason backlog, idle, ttin, ttou",
+            ["pool", "direction", "reason"],
+            registry=reg,
+        )
         self.restarts = Counter(
             "caravand_child_restarts",
             "Children that ended while their pool served, by reason (crash, hung, recycle, reload, scale, endpoint)",

@@ -13,6 +13,8 @@ never reads half a line from a child that lives.
     DONE <outcome>       a task ended (``completed``, ``failed``...): counted for max_tasks
     FAILED <reason>      it gives up, and exits as a failed start right after
     BEAT                 every few seconds, from a thread, whatever the main thread does
+    BACKLOG <n> <pool>   from the backlog counter (caravand.backlog): the pool's pending tasks, ``-`` if
+                         the count failed
 
 ``<deadline>``: the ``time.monotonic()`` value by which the child will be
 done, with three decimals, or ``-`` for none. The monotonic clock is one
@@ -40,7 +42,8 @@ IDLE = "IDLE"
 DONE = "DONE"
 FAILED = "FAILED"
 BEAT = "BEAT"
-WORDS = frozenset({BOOTED, POLLING, PAGING, WORKING, IDLE, DONE, FAILED, BEAT})
+BACKLOG = "BACKLOG"
+WORDS = frozenset({BOOTED, POLLING, PAGING, WORKING, IDLE, DONE, FAILED, BEAT, BACKLOG})
 
 #: The words that carry a deadline, and what the child then does.
 BUSY = {POLLING: ChildState.POLLING, PAGING: ChildState.PAGING, WORKING: ChildState.WORKING}
@@ -87,13 +90,19 @@ def beat() -> bytes:
     return _line(BEAT)
 
 
+def backlog(pool: str, count: int | None) -> bytes:
+    """The pool's pending tasks, or None: the count failed (the counter logs why)."""
+    return _line(BACKLOG, f"{NO_DEADLINE if count is None else int(count)} {pool}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Message:
     """One line from a child, decoded."""
 
     word: str  # one of WORDS, or whatever a garbled line began with
     deadline: float | None = None  # POLLING, PAGING, WORKING: None for none
-    text: str = ""  # DONE's outcome, FAILED's reason
+    text: str = ""  # DONE's outcome, FAILED's reason, BACKLOG's pool
+    count: int | None = None  # BACKLOG: the pending tasks, None if the count failed
     garbled: bool = False  # an unknown word, or a deadline that is no number
 
 
@@ -112,4 +121,13 @@ def decode(line: bytes) -> Message | None:
             return Message(word, garbled=True)
     if word in (DONE, FAILED):
         return Message(word, text=" ".join(arguments))
+    if word == BACKLOG:
+        if len(arguments) < 2:
+            return Message(word, garbled=True)
+        pool = " ".join(arguments[1:])
+        if arguments[0] == NO_DEADLINE:
+            return Message(word, text=pool)
+        if not arguments[0].isdigit():
+            return Message(word, text=pool, garbled=True)
+        return Message(word, text=pool, count=int(arguments[0]))
     return Message(word, garbled=word not in WORDS)

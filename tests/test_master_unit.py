@@ -584,8 +584,8 @@ def test_scale_down_retires_the_highest_index(master, spawned, system, clock, lo
     assert pool.target == 1
     master.manage_pools(clock())
     assert logged() == [
-        "INFO scale: demo to 2 (TTOU)",
-        "INFO scale: demo to 1 (TTOU)",
+        "INFO scale: demo down from 3 to 2 (TTOU)",
+        "INFO scale: demo down from 2 to 1 (TTOU)",
         "INFO retiring: demo#2 (pid 1002, scaled down)",
         "INFO retiring: demo#3 (pid 1003, scaled down)",
     ]
