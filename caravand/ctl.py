@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -691,6 +692,9 @@ def parse_status(text: str) -> dict[str, dict]:
                 "failed": 0,
                 "restarts": 0,
                 "oldest_heartbeat_age": None,
+                "backlog": None,
+                "min": None,
+                "max": None,
             },
         )
 
@@ -717,6 +721,10 @@ def parse_status(text: str) -> dict[str, dict]:
                 into["restarts"] += int(value)
             elif name == "caravand_oldest_heartbeat_age_seconds":
                 into["oldest_heartbeat_age"] = value
+            elif name == "caravand_pool_backlog":
+                into["backlog"] = None if math.isnan(value) else int(value)
+            elif name in ("caravand_pool_min_children", "caravand_pool_max_children"):
+                into[name.split("_")[2]] = int(value)  # min, max
     return dict(sorted(pools.items()))
 
 
@@ -748,6 +756,12 @@ def children_column(state: str) -> StatusColumn:
     return StatusColumn(state.upper(), lambda p: p["children"].get(state, 0))
 
 
+def scale_cell(pool: dict) -> str:
+    """``2..16`` for a pool that autoscales, ``-`` for a fixed one (or an older master that does not say)."""
+    low, high = pool["min"], pool["max"]
+    return f"{low}..{high}" if low is not None and high is not None and high > low else "-"
+
+
 def age_cell(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.0f}s"
 
@@ -756,6 +770,8 @@ STATUS_COLUMNS: list[StatusColumn] = [
     StatusColumn("POOL", lambda p: p["pool"]),
     StatusColumn("STATE", lambda p: p["state"] or "?"),
     StatusColumn("TARGET", lambda p: p["target"]),
+    StatusColumn("SCALE", lambda p: scale_cell(p)),
+    StatusColumn("BACKLOG", lambda p: "-" if p["backlog"] is None else p["backlog"]),
     *(children_column(state) for state in CHILD_STATES),
     StatusColumn("COMPLETED", lambda p: p["completed"]),
     StatusColumn("RATE", lambda p: rate_cell(p["completed_per_second"])),

@@ -43,6 +43,18 @@ caravand_children{pool="workers",state="booting"} 1.0
 # TYPE caravand_pool_target_children gauge
 caravand_pool_target_children{pool="greeter"} 1.0
 caravand_pool_target_children{pool="workers"} 4.0
+# HELP caravand_pool_min_children The fewest children
+# TYPE caravand_pool_min_children gauge
+caravand_pool_min_children{pool="greeter"} 1.0
+caravand_pool_min_children{pool="workers"} 2.0
+# HELP caravand_pool_max_children The most children
+# TYPE caravand_pool_max_children gauge
+caravand_pool_max_children{pool="greeter"} 1.0
+caravand_pool_max_children{pool="workers"} 8.0
+# HELP caravand_pool_backlog Tasks waiting
+# TYPE caravand_pool_backlog gauge
+caravand_pool_backlog{pool="greeter"} NaN
+caravand_pool_backlog{pool="workers"} 17.0
 # HELP caravand_child_restarts_total Children that ended
 # TYPE caravand_child_restarts_total counter
 caravand_child_restarts_total{pool="greeter",reason="crash"} 1.0
@@ -139,12 +151,12 @@ def test_the_table_has_a_row_per_pool_from_the_ini_s_metrics_bind(serve, cli, tm
     assert (code, err) == (0, "")
     header, greeter, workers = rows(out.replace("FAIL RATE", "FAIL-RATE"))
     assert header == [
-        "POOL", "STATE", "TARGET", "BOOTING", "IDLE", "POLLING", "PAGING", "WORKING",
+        "POOL", "STATE", "TARGET", "SCALE", "BACKLOG", "BOOTING", "IDLE", "POLLING", "PAGING", "WORKING",
         "COMPLETED", "RATE", "FAILED", "FAIL-RATE", "RESTARTS", "HEARTBEAT",
     ]  # fmt: skip
-    assert greeter == ["greeter", "running", "1", "0", "0", "1", "0", "0", "21", "-", "2", "-", "1", "0s"]
+    assert greeter == ["greeter", "running", "1", "-", "-", "0", "0", "1", "0", "0", "21", "-", "2", "-", "1", "0s"]
     # stale and failed are failures, canceled is not; restarts of every reason add up
-    assert workers == ["workers", "backoff", "4", "1", "0", "2", "0", "1", "14", "-", "2", "-", "2", "13s"]
+    assert workers == ["workers", "backoff", "4", "2..8", "17", "1", "0", "2", "0", "1", "14", "-", "2", "-", "2", "13s"]
 
 
 def test_json_carries_the_same_figures(serve, cli):
@@ -165,8 +177,12 @@ def test_json_carries_the_same_figures(serve, cli):
         "failed_per_second": None,
         "restarts": 1,
         "oldest_heartbeat_age": 0.4,
+        "backlog": None,  # NaN: not counted
+        "min": 1,
+        "max": 1,
     }
     assert workers["state"] == "backoff" and workers["children"]["working"] == 1 and workers["failed"] == 2
+    assert (workers["backlog"], workers["min"], workers["max"]) == (17, 2, 8)
 
 
 def test_watch_shows_rates_over_the_last_interval(serve, cli, monkeypatch):
