@@ -357,21 +357,92 @@ def bind(address: str) -> socket.socket:
     return sock
 
 
-def make_app():
-    """The WSGI app of ``/metrics``: every process's files, summed (MultiProcessCollector)."""
+def make_app(clock=None):
+    """The WSGI app of ``/metrics``: every process's files, summed (MultiProcessCollector).
+
+    One scrape at a time: before it reads, the files of dead processes are
+    folded into one archive (``archive_dead``) at most every ARCHIVE_INTERVAL.
+    """
+    import threading
+    import time
+
     from prometheus_client import CollectorRegistry, make_wsgi_app, multiprocess
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     metrics_app = make_wsgi_app(registry)
+    # A scrape must never see a dead process's values twice or not at all:
+    # archiving and reading take turns (scrapes are rare and quick).
+    lock = threading.Lock()
+    clock = clock or time.monotonic
+    next_archive = [0.0]
 
     def app(environ, start_response):
         if environ.get("PATH_INFO") != PATH:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"caravand serves /metrics\n"]
-        return metrics_app(environ, start_response)
+        with lock:
+            if clock() >= next_archive[0]:
+                next_archive[0] = clock() + ARCHIVE_INTERVAL
+                try:
+                    archive_dead(os.environ[ENV])
+                except OSError as exc:  # a full disk: the scrape still answers, from the files as they are
+                    log.error("metrics: cannot archive dead processes' files: %s", exc)
+            return list(metrics_app(environ, start_response))
 
     return app
+
+
+#: The metrics child folds dead processes' files into the archive at most this often.
+ARCHIVE_INTERVAL = 60.0
+#: The files of counters and histograms: one per process, kept after it dies (its counts must stay).
+ARCHIVED_KINDS = ("counter", "histogram")
+ARCHIVE_NAME = "archive"
+
+
+def archive_dead(path: str, alive=None) -> int:
+    """Fold the counter and histogram files of dead processes into one archive file per kind; how many went.
+
+    prometheus_client keeps a file per process for ever, so that the counts
+    of a dead child stay; with recycling and autoscaling, a master that runs
+    for months leaves tens of thousands, and every scrape reads them all.
+    Here each kind's dead files are summed into ``<kind>_archive.db`` (a
+    new file renamed over the old: a scrape reads the old or the new) and
+    removed. The sum is by the files' own keys (a metric, its labels), as
+    the collector sums them: bucket by bucket for a histogram. Written by
+    hand: prometheus_client has no compaction of its own.
+
+    Only the process that serves scrapes may call it, between scrapes.
+    """
+    from prometheus_client.mmap_dict import MmapedDict
+
+    alive = alive or pid_alive
+    folded = 0
+    for kind in ARCHIVED_KINDS:
+        archive = os.path.join(path, f"{kind}_{ARCHIVE_NAME}.db")
+        dead = []
+        for name in os.listdir(path):
+            stem, _, pid = name.removesuffix(".db").rpartition("_")
+            if stem == kind and name.endswith(".db") and pid.isdigit() and not alive(int(pid)):
+                dead.append(os.path.join(path, name))
+        if not dead:
+            continue
+        totals: dict[str, float] = {}
+        for file in ([archive] if os.path.exists(archive) else []) + dead:
+            for key, value, _timestamp, _pos in MmapedDict.read_all_values_from_file(file):
+                totals[key] = totals.get(key, 0.0) + value
+        fresh = os.path.join(path, f"{kind}_{ARCHIVE_NAME}.tmp")  # no .db: the collector never reads it half-made
+        merged = MmapedDict(fresh)
+        try:
+            for key, value in totals.items():
+                merged.write_value(key, value, 0.0)
+        finally:
+            merged.close()
+        os.replace(fresh, archive)
+        for file in dead:
+            os.unlink(file)
+        folded += len(dead)
+    return folded
 
 
 def serve(sock: socket.socket) -> None:
