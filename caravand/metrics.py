@@ -445,8 +445,13 @@ def archive_dead(path: str, alive=None) -> int:
     return folded
 
 
+#: At most this many connections are served at once; more are closed at once (a flood costs no thread).
+MAX_CONNECTIONS = 16
+
+
 def serve(sock: socket.socket) -> None:
     """Serve ``/metrics`` on the listening ``sock`` forever: a thread per connection, each with a timeout."""
+    import threading
     from wsgiref.simple_server import WSGIRequestHandler
 
     from prometheus_client.exposition import ThreadingWSGIServer
@@ -457,7 +462,28 @@ def serve(sock: socket.socket) -> None:
         def log_message(self, format, *args):
             pass
 
-    server = ThreadingWSGIServer(sock.getsockname()[:2], Handler, bind_and_activate=False)
+    class Server(ThreadingWSGIServer):
+        """prometheus_client's threading server, with a cap on the threads a flood of connections could make."""
+
+        slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+        def process_request(self, request, client_address):
+            if not self.slots.acquire(blocking=False):
+                self.shutdown_request(request)
+                return
+            try:
+                super().process_request(request, client_address)
+            except BaseException:  # no thread started: its slot is free again
+                self.slots.release()
+                raise
+
+        def process_request_thread(self, request, client_address):
+            try:
+                super().process_request_thread(request, client_address)
+            finally:
+                self.slots.release()
+
+    server = Server(sock.getsockname()[:2], Handler, bind_and_activate=False)
     server.socket.close()
     server.socket = sock
     server.server_name, server.server_port = str(sock.getsockname()[0]), sock.getsockname()[1]

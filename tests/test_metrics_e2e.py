@@ -32,6 +32,8 @@ from test_master_e2e import (  # noqa: F401 - fixtures
     wait_gone,
 )
 
+from caravand import metrics
+
 pytestmark = pytest.mark.e2e
 
 DOMAIN = "Metrics"
@@ -197,6 +199,36 @@ def test_the_endpoint_answers_while_a_scraper_holds_a_connection_without_reading
     finally:
         for sock in [*silent, greedy]:
             sock.close()
+
+
+def test_a_flood_of_connections_costs_the_metrics_child_no_more_than_its_cap_of_threads(caravand, endpoint, tmp_path):
+    port = free_port()
+    ini = write_ini(tmp_path / "caravan.ini", endpoint, *greeting_pools(workers=1), metrics_bind=f"127.0.0.1:{port}")
+    master = caravand(ini)
+    said = f"metrics: http://127.0.0.1:{port}/metrics (pid "
+    metrics_pid = int(master.wait_output(said).split(said, 1)[1].split(")")[0])
+    scrape(port)
+    flood = [socket.create_connection(("127.0.0.1", port)) for _ in range(metrics.MAX_CONNECTIONS * 4)]
+    try:
+        # Each accepted connection waits for a request that never comes: the cap's threads, no more.
+        wait_for(lambda: threads(metrics_pid) >= metrics.MAX_CONNECTIONS, 10, message="the cap's threads busy")
+        assert threads(metrics_pid) <= metrics.MAX_CONNECTIONS + 2  # + the main and the accepting thread
+    finally:
+        for sock in flood:
+            sock.close()
+    assert total(wait_for(lambda: scrape_or_none(port), 15), "caravand_master_info") == 1  # serves again
+
+
+def scrape_or_none(port: int):
+    try:
+        return scrape(port, timeout=3)
+    except OSError:  # refused or reset while the flood's threads end
+        return None
+
+
+def threads(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith("Threads:")).split()[1])
 
 
 def test_metrics_bind_empty_turns_metrics_off(caravand, endpoint, tmp_path):
