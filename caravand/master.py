@@ -719,6 +719,10 @@ class Master:
             uptime = 0.0  # it never started (or gave up on errors no retry fixes), however long it took
             if child.failure:
                 pool.last_failure = child.failure
+        elif child.booted_at is not None and child.ended_by is None and killed_from_outside(status):
+            # It booted, and someone (an operator, a chaos test, the OOM killer) killed it: its start
+            # did not fail, however soon it came; ten such kills must not make the pool FATAL.
+            uptime = max(uptime, pool.spec.min_uptime)
         if crashed and uptime >= pool.spec.min_uptime:
             log.error("crashed: %s (pid %d, %s) after %.1f s; replacing it at once", child.label, child.pid, how,
                       now - child.started_at)  # fmt: skip
@@ -1480,6 +1484,11 @@ STACK_DIR_PREFIX = "caravand-stacks-"
 def make_stack_dir(pid: int) -> str:
     """A private directory for the children's stack dump files (see metrics.make_private_dir)."""
     return metrics.make_private_dir(STACK_DIR_PREFIX, pid)
+
+
+def killed_from_outside(status: int) -> bool:
+    """Ended by SIGKILL or SIGTERM: signals that people and tools send, never a program's own failure."""
+    return os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGKILL, signal.SIGTERM)
 
 
 def describe_status(status: int) -> str:

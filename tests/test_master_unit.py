@@ -442,6 +442,40 @@ def test_a_crash_backs_off_then_respawns(master, spawned, system, clock, logged)
     assert logged() == ["INFO pool: demo BACKOFF -> STARTING"]
 
 
+def test_booted_children_killed_from_outside_soon_after_are_replaced_at_once_not_backed_off(
+    master, spawned, system, clock, logged
+):
+    pool = master.pools["demo"]
+    master.manage_pools(clock())
+    boot_all(master)
+    for round in range(8):  # more than max_restarts (3) within restart_window: kills, not failed starts
+        clock.advance(1)  # far younger than min_uptime (5 s)
+        victim = next(c for c in pool.active() if c.booted_at is not None)
+        system.exits.append((victim.pid, signal.SIGKILL if round % 2 else signal.SIGTERM))
+        master.reap()
+        master.manage_pools(clock())
+        boot_all(master)
+        assert len(pool.active()) == 2, "replaced at once"
+    assert pool.health.state is not PoolState.BACKOFF and pool.health.state is not PoolState.FATAL
+    assert "crashed: demo#1 (pid 1001, killed by SIGTERM) after 1.0 s; replacing it at once" in " ".join(logged())
+    # Not booted yet, or a fault of its own (SIGSEGV): still a failed start.
+    unbooted = next(c for c in pool.active())
+    unbooted.booted_at = None
+    system.exits.append((unbooted.pid, signal.SIGKILL))
+    master.reap()
+    assert pool.health.state is PoolState.BACKOFF
+
+
+def test_a_booted_child_that_faults_soon_is_a_failed_start(master, spawned, system, clock):
+    pool = master.pools["demo"]
+    master.manage_pools(clock())
+    boot_all(master)
+    clock.advance(1)
+    system.exits.append((spawned[0].pid, signal.SIGSEGV))
+    master.reap()
+    assert pool.health.state is PoolState.BACKOFF
+
+
 def test_first_crash_of_a_settled_child_is_replaced_at_once(master, spawned, system, clock, logged):
     pool = master.pools["demo"]
     master.manage_pools(clock())
