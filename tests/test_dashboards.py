@@ -25,6 +25,7 @@ ETC = Path(__file__).resolve().parent.parent / "etc"
 DASHBOARD = ETC / "grafana-dashboard.json"
 PROMETHEUS = ETC / "prometheus"
 RULES = PROMETHEUS / "caravand-rules.yml"
+RULE_TESTS = PROMETHEUS / "caravand-rules.test.yml"
 SCRAPE = PROMETHEUS / "prometheus.yml"
 
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
@@ -180,6 +181,11 @@ def test_the_dashboard_shows_what_operators_need():
         "caravand_oldest_heartbeat_age_seconds",
         "caravand_swf_calls_total",
         "caravand_swf_errors_total",
+        "caravand_pool_backlog",
+        "caravand_pool_target_children",
+        "caravand_pool_min_children",
+        "caravand_pool_max_children",
+        "caravand_scale_steps_total",
     }
 
 
@@ -213,6 +219,8 @@ def test_the_rules_are_yaml_naming_only_caravand_metrics():
         "CaravandNoPolls",
         "CaravandSwfThrottled",
         "CaravandHeartbeatLate",
+        "CaravandBacklogGrowing",
+        "CaravandPoolAtMaxWithBacklog",
     }
     for rule in alerts:
         check_expression(rule["expr"], rule["alert"])
@@ -232,6 +240,21 @@ def test_promtool_checks_the_rules_and_the_config():
     for command in (["check", "rules", str(RULES)], ["check", "config", str(SCRAPE)]):
         done = subprocess.run(["promtool", *command], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not on PATH (apt-get install prometheus)")
+def test_promtool_unit_tests_of_the_rules_pass():
+    """etc/prometheus/caravand-rules.test.yml: the backlog and autoscaling alerts fire when they should, only then."""
+    tested = {
+        case["alertname"]
+        for test in yaml.safe_load(RULE_TESTS.read_text(encoding="utf-8"))["tests"]
+        for case in test["alert_rule_test"]
+    }
+    assert {"CaravandBacklogGrowing", "CaravandPoolAtMaxWithBacklog"} <= tested
+    done = subprocess.run(
+        ["promtool", "test", "rules", RULE_TESTS.name], cwd=PROMETHEUS, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not on PATH (apt-get install prometheus)")
