@@ -52,7 +52,9 @@ class Autoscaler:
         """A count of the backlog came (None: it failed: what we knew no longer holds)."""
         now = self.clock()
         self.backlog = backlog
-        if backlog is None or backlog <= self.spec.scale_up_backlog * max(target, 1):
+        # A pool at zero has no child to share the backlog: one waiting task is pressure.
+        threshold = self.spec.scale_up_backlog * target if target else 0
+        if backlog is None or backlog <= threshold:
             self.pressure_since = None
         elif self.pressure_since is None:
             self.pressure_since = now

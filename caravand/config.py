@@ -709,6 +709,12 @@ def parse_pool(ini: Ini, section: str, variables: dict, master: MasterSpec) -> P
         raise ConfigError(f"{path}: [{section}] use: {use}: {type(exc).__name__}: {flatten(exc)}") from None
     if not is_pool_factory(made):
         raise ConfigError(f"{path}: [{section}] use: {use} made {made!r}, which has no make_poller()")
+    kind = str(optional(made, "kind"))
+    if autoscaled and kind not in ("decider", "activity"):
+        raise ConfigError(
+            f"{path}: [{section}] processes = {values['processes']}..{values['scale_max']}: a pool of kind "
+            f"{kind!r} has no task list backlog to scale on (only decider and activity pools autoscale)"
+        )
     from caravand.pools import ModulesPool  # it imports this module
 
     if isinstance(made, ModulesPool):  # its registrar imports the modules too, in a process of the master's
@@ -716,7 +722,7 @@ def parse_pool(ini: Ini, section: str, variables: dict, master: MasterSpec) -> P
     return PoolSpec(
         name=name,
         use=use,
-        kind=str(optional(made, "kind")),
+        kind=kind,
         factory=made,
         options=tuple(sorted(options.items())),
         **values,

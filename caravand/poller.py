@@ -47,6 +47,11 @@ RESPOND_UNKNOWN_DEADLINE = 600.0
 #: Pauses between the attempts of a respond: short at first, capped, with full jitter.
 RESPOND_BACKOFF_BASE = 0.25
 RESPOND_BACKOFF_CAP = 10.0
+#: A failed poll waits at most this long before the next (full jitter below it): an endpoint back
+#: from an outage is polled again within seconds, and each child tries about once in 2 s meanwhile.
+POLL_RETRY_CAP = 4.0
+#: ...but throttling waits longer: a fleet must not keep its account's bucket empty.
+THROTTLED_POLL_RETRY_CAP = 30.0
 #: Another respond attempt starts only with this much time left (the shortest timeouts a call gets).
 MIN_ATTEMPT = swf.MIN_CONNECT_TIMEOUT + swf.MIN_READ_TIMEOUT
 
@@ -340,6 +345,7 @@ class Poller:
         throttled = isinstance(exc, swf.SWFError) and exc.code in swf.THROTTLING_CODES
         self.stats["throttled" if throttled else "poll_errors"] += 1
         self.hooks.poll_failed(self, exc, throttled)
+        self.backoff.cap = THROTTLED_POLL_RETRY_CAP if throttled else POLL_RETRY_CAP
         delay = self.backoff.next_delay()
         level = logging.WARNING if throttled or self.backoff.attempts <= 3 else logging.ERROR
         log.log(level, "poll failed: %s/%s: %s (retry in %.1f s)", self.domain, self.task_list, exc, delay)

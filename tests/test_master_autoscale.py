@@ -310,3 +310,36 @@ def test_a_stop_kills_the_counter_and_forks_no_other(master, forks, system, cloc
     master.reap()
     master.manage_backlog(clock() + 100)
     assert forks == [7000]
+
+
+def test_a_pool_at_zero_grows_on_one_waiting_task(tmp_path, system, clock, spawned):
+    master = make_master(write(tmp_path, "0..3"), system)
+    pool = master.pools["work"]
+    master.manage_pools(clock())
+    assert pool.target == 0 and not pool.active()
+    count(master, "work", 1)  # no child to share it: one task is pressure
+    clock.advance(10)
+    count(master, "work", 1)
+    master.manage_pools(clock())
+    assert pool.target == 1 and len(pool.active()) == 1
+
+
+def own_pool(global_conf, **options):
+    """A ``call:`` factory of one's own: no kind, so no task list backlog to scale on."""
+    from test_contracts import OwnPool
+
+    return OwnPool()
+
+
+def test_a_pool_of_ones_own_kind_cannot_autoscale(tmp_path):
+    path = tmp_path / "caravan.ini"
+    path.write_text(
+        "[caravand]\nendpoint_url = http://127.0.0.1:4599\npoll_timeout = 1\ngraceful_timeout = 50\n\n"
+        "[pool:own]\nuse = call:test_master_autoscale:own_pool\ndomain = D\ntask_list = t\nprocesses = 1..4\n"
+    )
+    with pytest.raises(config.ConfigError) as error:
+        config.load(str(path))
+    assert str(error.value) == (
+        f"{path}: [pool:own] processes = 1..4: a pool of kind 'pool' has no task list backlog to scale on "
+        "(only decider and activity pools autoscale)"
+    )

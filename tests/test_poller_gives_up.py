@@ -13,7 +13,7 @@ from stubs import PollRecordingHooks, StubbedPoller
 
 from caravand import swf
 from caravand.activity_worker import ActivityWorker
-from caravand.poller import GIVE_UP_AFTER, GIVE_UP_SECONDS, PollerGaveUp
+from caravand.poller import GIVE_UP_AFTER, GIVE_UP_SECONDS, POLL_RETRY_CAP, THROTTLED_POLL_RETRY_CAP, PollerGaveUp
 
 
 class Harness(StubbedPoller):
@@ -97,3 +97,20 @@ def test_missing_credentials_give_up_too_once_they_last():
     count, gave_up = polls_until_it_gives_up(h)
     assert "no AWS credentials found" in str(gave_up)
     assert h.fake.now - 1000.0 >= GIVE_UP_SECONDS
+
+
+def test_an_outage_is_retried_within_seconds_and_throttling_backs_off_further():
+    """An endpoint back from an outage is polled again within POLL_RETRY_CAP; a throttled fleet waits longer."""
+    h = Harness()
+    for _ in range(12):
+        h.add_poll_error("ServiceUnavailable", 503)
+    for _ in range(12):
+        assert h.poller.run_once() is False
+    assert max(h.fake.sleeps) == POLL_RETRY_CAP  # rng 1.0: each pause its ceiling, capped
+    assert h.fake.sleeps[:4] == [0.5, 1.0, 2.0, 4.0]
+    throttled = Harness()
+    for _ in range(12):
+        throttled.add_poll_error("ThrottlingException")
+    for _ in range(12):
+        assert throttled.poller.run_once() is False
+    assert max(throttled.fake.sleeps) == THROTTLED_POLL_RETRY_CAP
