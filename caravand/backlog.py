@@ -94,8 +94,9 @@ class BacklogProcess:
             for target in sorted(due, key=due.__getitem__):
                 if due[target] > now:
                     break
+                started = self.clock()  # later than due when another count was slow
                 self.send(protocol.backlog(target.pool, self.count(target)))
-                due[target] = max(due[target] + target.interval, self.clock())  # no burst to catch up
+                due[target] = max(due[target], started) + target.interval  # never two counts in a row
             self.send(protocol.beat())
             self.sleep(max(0.0, min(BEAT_INTERVAL, min(due.values()) - self.clock())))
             if passes is not None:

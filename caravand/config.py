@@ -413,8 +413,11 @@ def parse_processes(value: str) -> tuple[int, int]:
 
 
 def parse_seconds_or_zero(value: str) -> float:
-    if value.strip() in ("0", "0.0"):
-        return 0.0
+    try:
+        if float(value) == 0:
+            return 0.0
+    except ValueError:
+        pass
     return parse_positive_float(value)
 
 
@@ -649,6 +652,11 @@ def _load_factory(ini: Ini, section: str, variables: dict):
 def parse_pool(ini: Ini, section: str, variables: dict, master: MasterSpec) -> PoolSpec:
     path = ini.path
     name = section[len(POOL_PREFIX) :].strip()
+    if re.search(r"\s", name):
+        raise ConfigError(
+            f"{path}: [{section}]: a pool's name is one word, such as {'-'.join(name.split())}: it names the pool "
+            "in log lines, process titles and metric labels"
+        )
     written = ini.written(section)
     shadowed = sorted(written & (ini.written("DEFAULT") | set(variables)))
     if shadowed:

@@ -127,7 +127,7 @@ def decode(line: bytes) -> Message | None:
         pool = " ".join(arguments[1:])
         if arguments[0] == NO_DEADLINE:
             return Message(word, text=pool)
-        if not arguments[0].isdigit():
+        if not (arguments[0].isascii() and arguments[0].isdigit()):  # "²".isdigit(), and int() refuses it
             return Message(word, text=pool, garbled=True)
         return Message(word, text=pool, count=int(arguments[0]))
     return Message(word, garbled=word not in WORDS)

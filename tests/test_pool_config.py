@@ -304,6 +304,13 @@ def test_missing_modules(tmp_path):
     assert "[pool:demo-decider] modules: missing" in pool_error(tmp_path, body)
 
 
+@pytest.mark.parametrize("section", ["[pool:two  spaces]", "[pool:a\tb]", "[pool:demo decider]"])
+def test_a_pool_name_of_more_than_one_word_is_refused(tmp_path, section):
+    """It names the pool in log lines, titles and labels (and the backlog counter's lines): one word."""
+    message = pool_error(tmp_path, DECIDER.replace("[pool:demo-decider]", section))
+    assert "a pool's name is one word, such as " in message and "\n" not in message
+
+
 def test_duplicate_pool(tmp_path):
     """Two sections naming one pool: PasteDeploy finds them ambiguous; we report it."""
     message = pool_error(tmp_path, DECIDER + DECIDER.replace("[pool:demo-decider]", "[pool: demo-decider ]"))
@@ -525,9 +532,9 @@ def test_the_shipped_aws_template_is_valid_once_its_modules_exist(tmp_path, monk
     monkeypatch.syspath_prepend(str(tmp_path))
     template = pathlib.Path(__file__).parent.parent / "etc" / "caravan.ini"
     loaded = config.load(str(template))
-    assert {name: (p.kind, p.domain, p.processes) for name, p in loaded.pools.items()} == {
-        "orders-decider": ("decider", "orders", 2),
-        "orders-activities": ("activity", "orders", 8),
+    assert {name: (p.kind, p.domain, p.processes_text) for name, p in loaded.pools.items()} == {
+        "orders-decider": ("decider", "orders", "2"),
+        "orders-activities": ("activity", "orders", "2..16"),  # it autoscales
     }
     assert loaded.has_logging
     root = logging.getLogger()
