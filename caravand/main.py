@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 
-from caravand import __version__, metrics
+from caravand import __version__, metrics, swf
 from caravand.cli import Parser
 from caravand.config import Config, check_overrides, load, read_ini, setup_logging, split_overrides
 from caravand.loader import check_imports_in_child
@@ -94,6 +94,33 @@ def under_systemd(environ=os.environ) -> bool:
     return bool(environ.get("INVOCATION_ID") or environ.get("NOTIFY_SOCKET"))
 
 
+def check_aws_setup(config: Config) -> None:
+    """Refuse a start that every child would fail to boot on: an unknown profile, or no region (78).
+
+    Neither needs the network; credentials (which may come from the
+    instance's role) are left to the children. Without this, caravand ran
+    on with each pool crash-looping to FATAL, where caravanctl and the
+    pollers exit 78 for the same setup. Not part of --check: the shell that
+    checks an ini need not have the service's environment.
+    """
+    endpoint = config.master.endpoint()
+    if endpoint.embedded:
+        return
+    try:
+        session = swf.make_session(endpoint)
+    except ConfigError:
+        name = endpoint.profile or os.environ.get("AWS_PROFILE")
+        raise ConfigError(
+            f"{config.path}: [caravand] profile: no AWS profile {name!r} in ~/.aws/config (or AWS_CONFIG_FILE): "
+            f"check profile in [caravand] and AWS_PROFILE"
+        ) from None
+    if not (endpoint.region or session.region_name):
+        raise ConfigError(
+            f"{config.path}: [caravand] region: none set, and no AWS region in the environment: set region "
+            f"in [caravand], AWS_DEFAULT_REGION, or region in ~/.aws/config"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -115,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if pidfile:  # the daemon changes directory: a relative path would name another file
         pidfile = os.path.abspath(pidfile)
     try:
+        check_aws_setup(config)
         if args.daemon:
             if under_systemd():
                 raise UsageError("--daemon is refused under systemd: run in the foreground (Type=notify)")
