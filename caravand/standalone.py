@@ -91,10 +91,18 @@ def start(poller) -> None:
     if not register:
         return
     ordinary, poller.client = poller.client, swf.BoundedClient(poller.clients)
+    # A failed registration is one line, as in caravanctl: the retries'
+    # notes (caravand.swf, INFO) show with --verbose only; the error that
+    # ends the start says how many attempts were made.
+    notes = logging.getLogger("caravand.swf")
+    level = notes.level
+    if not notes.isEnabledFor(logging.DEBUG):
+        notes.setLevel(logging.WARNING)
     try:
         poller.register_types()
     finally:
         poller.client = ordinary
+        notes.setLevel(level)
 
 
 def serve(poller) -> int:
