@@ -30,10 +30,11 @@ setup(
     extras_require={
         # moto's SWF emulator, served over HTTP. moto's own "server" extra
         # pulls in docker, cfn-lint and more for other services; serving SWF
-        # needs only flask and flask-cors beside moto.
-        "local": ["moto>=5.2,<5.3", "flask", "flask-cors"],
+        # needs only flask and flask-cors beside moto. Pinned: caravand.emulator
+        # patches this moto's SWF (and refuses to start on one without a function it patches).
+        "local": ["moto==5.2.5", "flask", "flask-cors"],
         "test": [
-            "moto>=5.2,<5.3",
+            "moto==5.2.5",
             "flask",
             "flask-cors",
             "pytest>=8",

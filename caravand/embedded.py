@@ -7,7 +7,12 @@ AWS CLI talk to it as they would talk to SWF. Two ways to run it:
 - :func:`serve` runs it in this process, in the foreground, until SIGTERM or
   SIGINT (``caravanctl local-endpoint``, ``python -m caravand.embedded``);
 - :class:`EmbeddedEndpoint` runs it as a child process and manages its life:
-  start on a given or free port, wait until it answers, reset, stop.
+  start on a given or free port, wait until it answers, reset, release its
+  held polls (SIGUSR2), stop.
+
+Where moto departs from SWF (no long polls, tasks delivered twice, activity
+timeouts, a leak, no state across restarts), :mod:`caravand.emulator` mends
+it; this module runs the process.
 
 moto is an optional dependency (the ``local`` extra): importing it is
 deferred so that production installs never need it.
@@ -19,6 +24,7 @@ import argparse
 import errno
 import importlib.util
 import json
+import logging
 import os
 import select
 import signal
@@ -33,10 +39,18 @@ from collections.abc import Callable
 
 from caravand.pdeath import parent_is, set_parent_death_signal
 from caravand.sigmask import blocked
-from caravand.swf import ConfigError, UsageError
+from caravand.swf import SWF_POLL_HOLD, ConfigError, UsageError
+
+log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 READY_PREFIX = "caravand-embedded-endpoint listening on "
+#: A warning the endpoint gives its parent (a discarded state file), on stdout before READY_PREFIX.
+WARNING_PREFIX = "caravand-embedded-endpoint warning: "
+#: The signal that answers every held poll empty (EmbeddedEndpoint.release_polls).
+RELEASE_SIGNAL = signal.SIGUSR2
+#: GET: the polls held now, as JSON ``{"held": {"DOMAIN/decision|activity/LIST": count}}``.
+HELD_POLLS_PATH = "/caravand/held-polls"
 INSTALL_HINT = "the embedded SWF endpoint needs moto: pip install 'caravand[local]'"
 #: What changes the port when caravand runs the endpoint (``endpoint_url = embedded``).
 PORT_SETTING = "set embedded_port in [caravand] to a free port"
@@ -164,6 +178,19 @@ def _make_server(port: int):
     return server
 
 
+def with_held_polls(app, machine):
+    """``app``, answering GET HELD_POLLS_PATH itself: what a test waits on before it schedules or releases."""
+
+    def wsgi(environ, start_response):
+        if environ.get("PATH_INFO") != HELD_POLLS_PATH:
+            return app(environ, start_response)
+        body = json.dumps({"held": machine.held_polls()}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return wsgi
+
+
 def export_lines(url: str) -> list[str]:
     """Shell lines that point boto3 (caravanctl, caravan-*, aws) at ``url``.
 
@@ -177,39 +204,72 @@ def export_lines(url: str) -> list[str]:
     ]
 
 
-def serve(port: int = 0, *, verbose: bool = False, announce=None) -> int:
+def serve(
+    port: int = 0,
+    *,
+    verbose: bool = False,
+    announce=None,
+    poll_hold: float = SWF_POLL_HOLD,
+    state: str | None = None,
+    warn=None,
+) -> int:
     """Serve in the foreground until SIGTERM or SIGINT; return an exit code.
 
     ``announce(url)`` is called once the socket listens. Request logging goes
-    to stderr only when ``verbose``.
+    to stderr only when ``verbose``. An empty poll is held up to
+    ``poll_hold`` seconds; SIGUSR2 answers the held ones empty. With
+    ``state``, the SWF state is loaded from that file at start and saved to
+    it (see caravand.emulator); ``warn(message)`` says why a file was
+    discarded (default: to stderr).
     """
-    import logging
+    from caravand import emulator
 
     logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.WARNING)
-    stop = threading.Event()
+    if warn is None:
+        warn = lambda message: print(f"warning: {message}", file=sys.stderr, flush=True)  # noqa: E731
+    # The handlers do nothing: Python writes each signal's number to the
+    # wakeup pipe, which the main thread reads. No lock is taken in a handler.
+    wakeup_read, wakeup_write = os.pipe2(os.O_CLOEXEC)
+    os.set_blocking(wakeup_write, False)
 
-    def request_stop(signum, frame):
-        stop.set()
-
-    # Every thread made while the server is built (moto's, the server's, and
-    # the request threads those start) leaves TERM and INT to the main
-    # thread, which waits in stop.wait() and stops the server; what comes
+    # Every thread made while the server is built (moto's, the server's, the
+    # emulator's tick, and the request and timer threads those start) leaves
+    # the signals to the main thread, which waits on the pipe; what comes
     # meanwhile is delivered when the block ends.
     with blocked():
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
+        for signum in (signal.SIGTERM, signal.SIGINT, RELEASE_SIGNAL):
+            signal.signal(signum, lambda signum, frame: None)
+        signal.set_wakeup_fd(wakeup_write, warn_on_full_buffer=False)
         server = _make_server(port)
+        machine = emulator.install(poll_hold)
+        server.app = with_held_polls(server.app, machine)
+        if state:
+            problem = machine.load(state)
+            if problem:
+                warn(problem)
+            machine.state_path = state
+        machine.start_ticker()
         url = f"http://{HOST}:{server.server_address[1]}"
         set_title(url)
         threading.Thread(target=server.serve_forever, name="embedded-swf", daemon=True).start()
     (announce or (lambda u: None))(url)
-    stop.wait()
+    while True:
+        signums = set(os.read(wakeup_read, 64))
+        if signums & {signal.SIGTERM, signal.SIGINT}:
+            break
+        if RELEASE_SIGNAL in signums:
+            machine.release_polls()
+    machine.release_polls(forever=True)  # the server waits for its requests: no poll is held now
     server.shutdown()
     server.server_close()
+    try:
+        machine.stop()  # the state's last save
+    except OSError as exc:
+        warn(f"embedded_state {state}: cannot save it: {exc}")
     sys.stdout.flush()
     sys.stderr.flush()
-    # moto schedules SWF timers on non-daemon threads (a 5-minute demo timer
-    # would hold the exit for 5 minutes): nothing of theirs must outlive us.
+    # moto schedules SWF timers on threads (a 5-minute demo timer would hold
+    # the exit for 5 minutes, were they not daemons): nothing of theirs must outlive us.
     os._exit(0)
 
 
@@ -219,14 +279,29 @@ class EmbeddedEndpoint:
     ``start()`` spawns ``python -m caravand.embedded``, reads the URL it
     announces and waits until it answers HTTP; ``stop()`` sends SIGTERM and
     escalates to SIGKILL. The process is found by PID, never by name.
+
+    It holds an empty poll up to ``poll_hold`` seconds (SWF: 60; a master
+    passes its ``poll_timeout``, which its clients' read timeouts follow),
+    and keeps its SWF state in the file ``state``, if given, across restarts.
     """
 
-    def __init__(self, port: int = 0, *, python: str = sys.executable, verbose: bool = False):
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        poll_hold: float = SWF_POLL_HOLD,
+        state: str | None = None,
+        python: str = sys.executable,
+        verbose: bool = False,
+    ):
         self.port = port
+        self.poll_hold = poll_hold
+        self.state = state
         self.python = python
         self.verbose = verbose
         self.process: subprocess.Popen | None = None
         self.url: str | None = None
+        self.warnings: list[str] = []  # what the process said before it listened (a discarded state file)
 
     @property
     def pid(self) -> int | None:
@@ -263,6 +338,9 @@ class EmbeddedEndpoint:
     def launch(self):
         """Spawn the server process; returns its stdout, where it announces its URL (see read_ready_line)."""
         command = [self.python, "-m", "caravand.embedded", "--port", str(self.port), "--parent", str(os.getpid())]
+        command += ["--poll-hold", f"{self.poll_hold:g}"]
+        if self.state:
+            command += ["--state", self.state]
         if self.verbose:
             command.append("--verbose")
         self.url = None
@@ -281,10 +359,33 @@ class EmbeddedEndpoint:
         """Once its stdout is readable: the URL it announced (it listens), or None (it closed stdout: dying)."""
         assert self.process is not None and self.process.stdout is not None, "launch() first"
         line = self.process.stdout.readline()
+        while line.startswith(WARNING_PREFIX):  # said just before it listens: the next line follows at once
+            warning = line[len(WARNING_PREFIX) :].strip()
+            log.warning("embedded SWF endpoint: %s", warning)
+            self.warnings.append(warning)
+            line = self.process.stdout.readline()
         if not line.startswith(READY_PREFIX):
             return None
         self.url = line[len(READY_PREFIX) :].strip()
         return self.url
+
+    def held_polls(self) -> dict[str, int]:
+        """The polls the endpoint holds now, by ``domain/kind/task list``."""
+        with urllib.request.urlopen(f"{self.url}{HELD_POLLS_PATH}", timeout=5) as response:
+            return json.load(response)["held"]
+
+    def release_polls(self) -> None:
+        """Have the endpoint answer every poll it holds empty, at once (SIGUSR2); never blocks.
+
+        For a stop: the children stop after their poll in flight, which a
+        60 s hold would make a 60 s stop. Harmless if the process is gone.
+        """
+        if self.process is None or self.process.returncode is not None:  # never poll(): the master reaps it
+            return
+        try:
+            os.kill(self.process.pid, RELEASE_SIGNAL)
+        except ProcessLookupError:
+            pass
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait until the server answers HTTP, or raise after ``timeout``."""
@@ -334,6 +435,16 @@ def port_number(value: str) -> int:
     return int(value)
 
 
+def hold_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= SWF_POLL_HOLD:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a poll hold: expected seconds, more than 0, at most 60")
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m caravand.embedded``: the endpoint in the foreground, titled ``caravand: endpoint HOST:PORT``."""
     parser = argparse.ArgumentParser(
@@ -342,6 +453,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=port_number, default=0, help="port to listen on (0: any free port)")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     parser.add_argument("--parent", type=int, help="stop when this process (our parent) dies")
+    parser.add_argument(
+        "--poll-hold",
+        type=hold_seconds,
+        default=SWF_POLL_HOLD,
+        metavar="SECONDS",
+        help=f"hold an empty poll up to this long, as SWF does (default {SWF_POLL_HOLD:g})",
+    )
+    parser.add_argument("--state", metavar="PATH", help="keep the SWF state in this file across restarts")
     args = parser.parse_args(argv)
     if args.parent:
         # A master killed with SIGKILL must not leave the endpoint holding its port.
@@ -352,8 +471,12 @@ def main(argv: list[str] | None = None) -> int:
     def announce(url: str) -> None:
         print(READY_PREFIX + url, flush=True)
 
+    def warn(message: str) -> None:  # to the parent, which logs it (our stderr may be /dev/null)
+        print(WARNING_PREFIX + message, flush=True)
+
     try:
-        return serve(args.port, verbose=args.verbose, announce=announce)
+        return serve(args.port, verbose=args.verbose, announce=announce, poll_hold=args.poll_hold, state=args.state,
+                     warn=warn)  # fmt: skip
     except (ConfigError, UsageError) as exc:  # one line; the parent tells the user why (see failure())
         print(f"caravand.embedded: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -56,8 +56,13 @@ def swf_client(aws_env):
 
 @pytest.fixture(scope="session")
 def moto_server():
-    """One real moto server on 127.0.0.1 for the session, killed by PID at the end."""
-    endpoint = EmbeddedEndpoint(port=0)
+    """One real moto server on 127.0.0.1 for the session, killed by PID at the end.
+
+    It holds an empty poll 1 s, not SWF's 60: the tests' daemons say
+    ``poll_timeout = 1`` (helpers.write_master_ini), so that a stop waits for
+    a poll at most that long; their read timeout (hold + 10 s) is never reached.
+    """
+    endpoint = EmbeddedEndpoint(port=0, poll_hold=1)
     endpoint.start()
     yield endpoint
     endpoint.stop()

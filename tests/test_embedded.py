@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
+import time
 import urllib.request
 
 import boto3
@@ -161,3 +163,263 @@ def test_mended_emulator_signals_without_input_and_dates_executions_truly(endpoi
     assert abs((datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()) < 300
     events = client.get_workflow_execution_history(domain="Mend", execution={"workflowId": "m", "runId": run_id})
     assert [e["eventType"] for e in events["events"]].count("WorkflowExecutionSignaled") == 1
+
+
+# -- a faithful SWF (caravand.emulator): each test fails on stock moto 5.2.5
+
+
+@pytest.fixture
+def held_endpoint():
+    """An endpoint that holds an empty poll 30 s, as SWF holds one 60 s; stopped by PID whatever the test did."""
+    endpoint = EmbeddedEndpoint(port=0, poll_hold=30)
+    endpoint.start()
+    try:
+        yield endpoint
+    finally:
+        endpoint.stop()
+
+
+def polls_held(endpoint, where: str, count: int) -> None:
+    """Wait until the endpoint holds ``count`` polls on ``where`` (``DOMAIN/kind/LIST``)."""
+    wait_for(lambda: endpoint.held_polls().get(where, 0) >= count, timeout=10, interval=0.01,
+             message=f"{count} polls held on {where}")  # fmt: skip
+
+
+def swf_client(url: str, read_timeout: float = 40):
+    from botocore.config import Config
+
+    config = Config(read_timeout=read_timeout, retries={"max_attempts": 1, "mode": "standard"})
+    return boto3.client("swf", endpoint_url=url, region_name="us-east-1", config=config)
+
+
+def register(client, domain: str = "Faithful") -> None:
+    client.register_domain(name=domain, workflowExecutionRetentionPeriodInDays="1")
+    client.register_workflow_type(domain=domain, name="W", version="1", defaultTaskList={"name": "decide"},
+                                  defaultTaskStartToCloseTimeout="30", defaultExecutionStartToCloseTimeout="600",
+                                  defaultChildPolicy="TERMINATE")  # fmt: skip
+    client.register_activity_type(domain=domain, name="A", version="1", defaultTaskList={"name": "work"},
+                                  defaultTaskScheduleToStartTimeout="60", defaultTaskScheduleToCloseTimeout="120",
+                                  defaultTaskStartToCloseTimeout="60", defaultTaskHeartbeatTimeout="NONE")  # fmt: skip
+
+
+def start_execution(client, workflow_id: str = "w", domain: str = "Faithful", **options) -> dict:
+    run_id = client.start_workflow_execution(domain=domain, workflowId=workflow_id,
+                                             workflowType={"name": "W", "version": "1"}, **options)["runId"]  # fmt: skip
+    return {"workflowId": workflow_id, "runId": run_id}
+
+
+def decide(client, decisions, domain: str = "Faithful") -> dict:
+    task = client.poll_for_decision_task(domain=domain, taskList={"name": "decide"}, identity="pytest")
+    assert task.get("taskToken"), "a decision task was due"
+    client.respond_decision_task_completed(taskToken=task["taskToken"], decisions=decisions)
+    return task
+
+
+def schedule_decision(activity_id: str, **timeouts: str) -> dict:
+    attributes = {"activityId": activity_id, "activityType": {"name": "A", "version": "1"}, **timeouts}
+    return {"decisionType": "ScheduleActivityTask", "scheduleActivityTaskDecisionAttributes": attributes}
+
+
+def event_types(client, execution, domain: str = "Faithful") -> list[str]:
+    events = client.get_workflow_execution_history(domain=domain, execution=execution)["events"]
+    return [event["eventType"] for event in events]
+
+
+def test_a_task_scheduled_during_a_hold_reaches_the_waiting_poll_at_once(held_endpoint):
+    """SWF answers a held poll when a task comes; moto slept 1 s and answered empty (about 510 ms late)."""
+    client = swf_client(held_endpoint.url)
+    register(client)
+    start_execution(client)
+    decide(client, [])
+    poller = swf_client(held_endpoint.url)
+    outcome: dict = {}
+
+    def poll():
+        outcome["started"] = time.monotonic()
+        outcome["task"] = poller.poll_for_activity_task(domain="Faithful", taskList={"name": "work"})
+        outcome["answered"] = time.monotonic()
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    polls_held(held_endpoint, "Faithful/activity/work", 1)
+    client.signal_workflow_execution(domain="Faithful", workflowId="w", signalName="go")
+    decide(client, [schedule_decision("a1")])
+    scheduled = time.monotonic()
+    thread.join(timeout=10)
+    assert outcome["task"].get("activityId") == "a1"
+    assert outcome["answered"] - scheduled < 0.5  # of a 30 s hold (moto answered empty, a second after it came)
+
+
+def test_four_concurrent_pollers_get_each_task_once(endpoint):
+    """moto handed some of 200 decision and activity tasks to two pollers (3 and 1 to 3 here); SWF, to one."""
+    client = swf_client(endpoint.url)
+    register(client)
+    for i in range(200):  # 100 duplicated none in one run of 2 on moto: 200 duplicated some in 3 of 3
+        start_execution(client, f"w{i}")
+
+    def drain(kind: str, task_list: str) -> list[str]:
+        tokens: list[str] = []
+
+        def poller():
+            mine = swf_client(endpoint.url)
+            poll = getattr(mine, f"poll_for_{kind}_task")
+            while (task := poll(domain="Faithful", taskList={"name": task_list})).get("taskToken"):
+                tokens.append(task["taskToken"])
+                if kind == "decision":
+                    decisions = [schedule_decision("a")]
+                    mine.respond_decision_task_completed(taskToken=task["taskToken"], decisions=decisions)
+
+        threads = [threading.Thread(target=poller, daemon=True) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        return tokens
+
+    decisions = drain("decision", "decide")
+    assert len(decisions) == 200 and len(set(decisions)) == 200
+    activities = drain("activity", "work")
+    assert len(activities) == 200 and len(set(activities)) == 200
+
+
+def test_a_start_and_two_signals_before_any_poll_make_one_decision_task(endpoint):
+    """SWF: 1 DecisionTaskScheduled; moto: 3 (one per event)."""
+    client = swf_client(endpoint.url)
+    register(client)
+    execution = start_execution(client)
+    for name in ("a", "b"):
+        client.signal_workflow_execution(domain="Faithful", workflowId="w", signalName=name)
+    assert event_types(client, execution).count("DecisionTaskScheduled") == 1
+    described = client.describe_workflow_execution(domain="Faithful", execution=execution)
+    assert described["openCounts"]["openDecisionTasks"] == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "timeouts", "poll_after"),
+    [
+        ("SCHEDULE_TO_START", {"scheduleToStartTimeout": "1"}, None),
+        ("SCHEDULE_TO_CLOSE", {"scheduleToCloseTimeout": "1", "scheduleToStartTimeout": "30"}, None),
+        ("START_TO_CLOSE", {"startToCloseTimeout": "1"}, 0.0),
+        # Polled 1.5 s after scheduling: moto's heartbeat clock, run from scheduling, timed it out unstarted.
+        ("HEARTBEAT", {"heartbeatTimeout": "1", "startToCloseTimeout": "30"}, 1.5),
+    ],
+)
+def test_each_activity_timeout_is_enforced(endpoint, kind, timeouts, poll_after):
+    """The four activity timeouts, on the endpoint's own tick (moto enforced HEARTBEAT only, on calls)."""
+    client = swf_client(endpoint.url)
+    register(client)
+    execution = start_execution(client)
+    decide(client, [schedule_decision("a1", **timeouts)])
+    if poll_after is not None:
+        time.sleep(poll_after)
+        task = client.poll_for_activity_task(domain="Faithful", taskList={"name": "work"})
+        assert task.get("activityId") == "a1"
+    timed_out = wait_for(
+        lambda: [
+            e["activityTaskTimedOutEventAttributes"]["timeoutType"]
+            for e in client.get_workflow_execution_history(domain="Faithful", execution=execution)["events"]
+            if e["eventType"] == "ActivityTaskTimedOut"
+        ],
+        timeout=6,
+        message=f"a {kind} timeout",
+    )
+    assert timed_out == [kind]
+    assert event_types(client, execution)[-1] == "DecisionTaskScheduled"  # the decider hears of it
+    described = client.describe_workflow_execution(domain="Faithful", execution=execution)
+    assert described["openCounts"]["openActivityTasks"] == 0  # moto left it at 1
+
+
+@pytest.mark.parametrize("kind", ["activity", "decision"])
+def test_a_late_respond_gets_unknown_resource(endpoint, kind):
+    """SWF: UnknownResourceFault, HTTP 400; moto: ValueError, HTTP 500."""
+    import botocore.exceptions
+
+    client = swf_client(endpoint.url)
+    register(client)
+    if kind == "activity":
+        execution = start_execution(client)
+        decide(client, [schedule_decision("a1", startToCloseTimeout="1")])
+        task = client.poll_for_activity_task(domain="Faithful", taskList={"name": "work"})
+        respond = lambda: client.respond_activity_task_completed(taskToken=task["taskToken"], result="late")  # noqa: E731
+    else:
+        execution = start_execution(client, taskStartToCloseTimeout="1")
+        task = client.poll_for_decision_task(domain="Faithful", taskList={"name": "decide"})
+        respond = lambda: client.respond_decision_task_completed(taskToken=task["taskToken"], decisions=[])  # noqa: E731
+    timed_out = f"{kind.capitalize()}TaskTimedOut"
+    wait_for(lambda: timed_out in event_types(client, execution), timeout=6, message=timed_out)
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        respond()
+    assert info.value.response["Error"]["Code"] == "UnknownResourceFault"
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_release_answers_every_held_poll_empty_at_once(held_endpoint):
+    """SIGUSR2 (EmbeddedEndpoint.release_polls): a stopping master's children leave now, not after the hold."""
+    client = swf_client(held_endpoint.url)
+    register(client)
+    answers: list[tuple[dict, float]] = []
+
+    def poll():
+        mine = swf_client(held_endpoint.url)
+        answers.append((mine.poll_for_activity_task(domain="Faithful", taskList={"name": "work"}), time.monotonic()))
+
+    threads = [threading.Thread(target=poll, daemon=True) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    polls_held(held_endpoint, "Faithful/activity/work", 3)
+    assert answers == []
+    released = time.monotonic()
+    held_endpoint.release_polls()
+    for thread in threads:
+        thread.join(timeout=5)
+    assert len(answers) == 3
+    assert all(not answer.get("taskToken") and at - released < 0.3 for answer, at in answers)
+    assert held_endpoint.process.poll() is None  # alive and serving
+    assert held_endpoint.held_polls() == {}
+
+
+def test_the_state_survives_an_endpoint_restart(tmp_path):
+    """embedded_state: the executions, their histories and tasks are there after a restart (moto: all lost)."""
+    path = str(tmp_path / "run" / "embedded-state.pickle")
+    first = EmbeddedEndpoint(port=0, poll_hold=1, state=path)
+    try:
+        client = swf_client(first.start())
+        register(client)
+        execution = start_execution(client)
+        client.signal_workflow_execution(domain="Faithful", workflowId="w", signalName="before")
+        before = event_types(client, execution)
+    finally:
+        assert first.stop() == 0
+    assert os.path.exists(path) and os.listdir(os.path.dirname(path)) == ["embedded-state.pickle"]
+    second = EmbeddedEndpoint(port=0, poll_hold=1, state=path)
+    try:
+        client = swf_client(second.start())
+        assert second.warnings == []
+        assert event_types(client, execution) == before
+        task = client.poll_for_decision_task(domain="Faithful", taskList={"name": "decide"})
+        assert task["workflowExecution"] == execution
+        client.respond_decision_task_completed(
+            taskToken=task["taskToken"], decisions=[{"decisionType": "CompleteWorkflowExecution"}]
+        )
+        closed = client.describe_workflow_execution(domain="Faithful", execution=execution)
+        assert closed["executionInfo"]["closeStatus"] == "COMPLETED"
+    finally:
+        second.stop()
+
+
+def test_a_state_of_another_moto_version_is_discarded_with_a_warning(tmp_path, caplog):
+    import pickle
+
+    path = tmp_path / "embedded-state.pickle"
+    path.write_bytes(pickle.dumps({"format": 1, "moto": "0.0.1", "saved": 0}) + b"from another moto")
+    endpoint = EmbeddedEndpoint(port=0, poll_hold=1, state=str(path))
+    with caplog.at_level("WARNING", logger="caravand.embedded"):
+        try:
+            client = swf_client(endpoint.start())
+            assert client.list_domains(registrationStatus="REGISTERED")["domainInfos"] == []
+        finally:
+            endpoint.stop()
+    [warning] = endpoint.warnings
+    assert f"embedded_state {path}: saved by moto 0.0.1, this is moto " in warning and "discarded" in warning
+    assert warning in caplog.text
+
