@@ -165,6 +165,13 @@ MASTER_SETTINGS = (
         "'embedded': run the local emulator on 127.0.0.1:embedded_port",
     ),
     Setting("embedded_port", parse_port, str(DEFAULT_EMBEDDED_PORT), "loopback port of the embedded endpoint"),
+    Setting(
+        "embedded_state",
+        parse_text,
+        "",
+        "file where the embedded endpoint keeps its SWF state across restarts (relative: to the ini's "
+        "directory); empty: it starts empty each time",
+    ),
     Setting("region", parse_text, "", "AWS region; empty: boto3's chain (AWS_DEFAULT_REGION, ~/.aws/config)"),
     Setting("profile", parse_text, "", "AWS profile of ~/.aws/config; empty: AWS_PROFILE or default"),
     Setting(
@@ -215,6 +222,7 @@ class MasterSpec:
     preload: bool
     pythonpath: tuple = ()  # absolute directories
     max_processes: int = DEFAULT_MAX_PROCESSES
+    embedded_state: str = ""  # as written: master.start_embedded resolves it against the ini's directory
 
     @property
     def embedded(self) -> bool:

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import datetime
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -595,6 +596,17 @@ def local_endpoint_arguments(parser):
         help=f"loopback port (default: the ini's embedded_port, else {DEFAULT_EMBEDDED_PORT}; 0: any free port)",
     )
     parser.add_argument("--env", action="store_true", help="only print the export lines for the shell, then exit")
+    parser.add_argument(
+        "--poll-hold",
+        type=embedded.hold_seconds,
+        metavar="SECONDS",
+        help="hold an empty poll up to this long (default: the ini's poll_timeout, else 60, as SWF)",
+    )
+    parser.add_argument(
+        "--state",
+        metavar="PATH",
+        help="keep the SWF state in this file across restarts (default: the ini's embedded_state, else none)",
+    )
 
 
 @command(
@@ -622,9 +634,20 @@ def local_endpoint(ctx, args):
         print("\n".join(f"  {line}" for line in embedded.export_lines(url)), flush=True)
 
     try:
-        return embedded.serve(port, verbose=args.verbose, announce=announce)
+        return embedded.serve(port, verbose=args.verbose, announce=announce, **local_endpoint_keeping(ctx, args))
     except embedded.PortUnavailable as exc:
         raise swf.ConfigError(f"{exc}: {change}") from None
+
+
+def local_endpoint_keeping(ctx, args) -> dict:
+    """The poll hold and state file of ``local-endpoint``: its flags, else the ini's settings, else SWF's hold."""
+    poll_hold, state = args.poll_hold, args.state
+    if ctx.master is not None:
+        if poll_hold is None:
+            poll_hold = ctx.master.poll_timeout
+        if state is None and ctx.master.embedded_state:
+            state = os.path.join(os.path.dirname(ctx.master.path), ctx.master.embedded_state)
+    return {"poll_hold": poll_hold or swf.SWF_POLL_HOLD, "state": state}
 
 
 # -- status: the running master's metrics endpoint, as a table of pools

@@ -73,7 +73,7 @@ RESTART_REASONS = ("crash", "hung", "recycle", "reload", "scale", "endpoint")
 #: The ways a pool's target moves, as caravand_scale_steps_total counts them.
 SCALE_REASONS = (("up", "backlog"), ("up", "ttin"), ("down", "idle"), ("down", "ttou"))
 #: [caravand] settings that only a restart applies.
-RESTART_ONLY = ("preload", "pidfile", "log_file", "metrics_bind")
+RESTART_ONLY = ("preload", "pidfile", "log_file", "metrics_bind", "embedded_state")
 
 
 class System:
@@ -767,6 +767,8 @@ class Master:
         self.set_stop_deadline(child, self.now() + self.config.master.graceful_timeout)
         log.info("retiring: %s (pid %d, %s)", child.label, child.pid, why)
         self.signal_child(child, signum)
+        if self.embedded is not None:  # its poll in flight is held by our endpoint: answered now, not in 60 s
+            self.embedded.release_polls()
 
     def set_stop_deadline(self, child: Child, deadline: float) -> None:
         """SIGKILL at ``deadline``; SIGALRM ALARM_MARGIN before, so a task still in hand is failed, not lost.
@@ -939,6 +941,8 @@ class Master:
             child.retiring = True
             self.set_stop_deadline(child, deadline)
             self.signal_child(child, signum)
+        if self.embedded is not None:  # after the signals: the children's polls in flight end now, empty
+            self.embedded.release_polls()
         for registrar in self.registrars.values():  # nothing in hand: SWF calls are idempotent
             self.system.kill(registrar.pid, signal.SIGTERM)
         for check in self.reload_checks.values():
@@ -1114,7 +1118,12 @@ class Master:
     def start_embedded(self) -> None:
         from caravand.embedded import EmbeddedEndpoint
 
-        embedded = self.embedded = EmbeddedEndpoint(port=self.config.master.embedded_port)
+        master = self.config.master
+        # Its hold is our poll_timeout, which our clients' read timeouts follow.
+        state = os.path.join(os.path.dirname(master.path), master.embedded_state) if master.embedded_state else None
+        embedded = self.embedded = EmbeddedEndpoint(
+            port=master.embedded_port, poll_hold=master.poll_timeout, state=state
+        )
         try:
             url = embedded.start()
         except OSError as exc:  # Popen under a process or file limit: EAGAIN, EMFILE, EACCES...

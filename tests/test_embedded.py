@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -423,3 +424,26 @@ def test_a_state_of_another_moto_version_is_discarded_with_a_warning(tmp_path, c
     assert f"embedded_state {path}: saved by moto 0.0.1, this is moto " in warning and "discarded" in warning
     assert warning in caplog.text
 
+
+def test_a_master_stops_in_a_moment_though_its_children_polls_are_held_60_s(spawn, tmp_path):
+    """caravand on the embedded endpoint (SWF's 60 s hold) stops at once on TERM: it releases its children's polls."""
+    from test_master_e2e import booted, demo_pool, master_env
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ini = tmp_path / "caravan.ini"
+    ini.write_text(
+        f"[caravand]\nendpoint_url = embedded\nembedded_port = {port}\nregister_domains = true\nmetrics_bind =\n\n"
+        + demo_pool("demo", "HeldStop", processes=2)
+    )
+    master = spawn("caravand", str(ini), env=master_env())
+    booted(master, "demo#1")
+    booted(master, "demo#2")
+    held = EmbeddedEndpoint(port=port)  # the master's endpoint, only asked what it holds
+    held.url = f"http://127.0.0.1:{port}"
+    polls_held(held, "HeldStop/decision/default", 2)
+    stopping = time.monotonic()
+    master.send(signal.SIGTERM)
+    assert master.wait(timeout=30) == 0
+    assert time.monotonic() - stopping < 3, master.output()

@@ -516,3 +516,23 @@ def test_uninstall_puts_moto_back(clock):
     assert moto_swf.SWFBackend.poll_for_activity_task is original
     assert "__new__" not in moto_swf.WorkflowExecution.__dict__
 
+
+# -- caravanctl local-endpoint
+
+
+def test_local_endpoint_holds_and_keeps_as_its_flags_else_the_ini_say(tmp_path, monkeypatch):
+    from caravand import ctl, embedded
+
+    served = []
+    monkeypatch.setattr(embedded, "serve", lambda port, **options: served.append(options) or 0)
+    ini = tmp_path / "caravan.ini"
+    ini.write_text("[caravand]\nendpoint_url = embedded\npoll_timeout = 5\nembedded_state = run/state.pickle\n")
+    assert ctl.main(["local-endpoint"]) == 0
+    assert ctl.main(["-c", str(ini), "local-endpoint"]) == 0
+    assert ctl.main(["-c", str(ini), "local-endpoint", "--poll-hold", "20", "--state", "/elsewhere"]) == 0
+    assert [(o["poll_hold"], o["state"]) for o in served] == [
+        (60.0, None),  # SWF's hold; nothing kept
+        (5.0, str(tmp_path / "run" / "state.pickle")),  # the ini's, its state file beside it
+        (20.0, "/elsewhere"),
+    ]
+    assert ctl.main(["local-endpoint", "--poll-hold", "61"]) == 2  # longer than SWF's: a usage error
