@@ -323,9 +323,13 @@ def count_api_calls(client, metrics: Families | None = None) -> None:
         if error:
             counted.api_errors.labels(model.name, str(error.get("Code") or "unknown")).inc()
 
-    def after_call_error(model, exception=None, **kwargs):
-        counted.api_calls.labels(model.name).inc()
-        counted.api_errors.labels(model.name, type(exception).__name__).inc()
+    def after_call_error(event_name, exception=None, **kwargs):
+        # botocore gives this event no operation model: the operation ends its name
+        # (after-call-error.swf.PollForActivityTask). A handler that raised here would
+        # replace the network error with a TypeError that ends the child.
+        operation = event_name.rsplit(".", 1)[-1]
+        counted.api_calls.labels(operation).inc()
+        counted.api_errors.labels(operation, type(exception).__name__).inc()
 
     client.meta.events.register("after-call.swf", after_call)
     client.meta.events.register("after-call-error.swf", after_call_error)

@@ -116,6 +116,25 @@ def test_polls_are_counted_by_result_and_swf_calls_by_operation_and_error_code(r
     assert value(registry, errors, operation="PollForActivityTask", code="AccessDeniedException") == 1
 
 
+def test_a_call_that_gets_no_answer_is_counted_with_its_exception_as_the_code(registry, families):
+    """No answer at all (connection refused): botocore's after-call-error, which carries no operation model."""
+    from caravand import swf
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]  # nothing listens once the probe closes
+    client = swf.make_client(
+        swf.Endpoint(endpoint_url=f"http://127.0.0.1:{closed_port}", region="us-east-1"), max_attempts=1
+    )
+    metrics.count_api_calls(client, families)
+    with pytest.raises(Exception) as error:
+        client.list_domains(registrationStatus="REGISTERED")
+    assert type(error.value).__name__ == "EndpointConnectionError"  # the network's error, not the handler's
+    assert value(registry, "caravand_swf_calls_total", operation="ListDomains") == 1
+    errors = "caravand_swf_errors_total"
+    assert value(registry, errors, operation="ListDomains", code="EndpointConnectionError") == 1
+
+
 def test_fanout_gives_each_event_to_every_hook_in_order():
     seen: list[str] = []
 
