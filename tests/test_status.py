@@ -156,7 +156,24 @@ def test_the_table_has_a_row_per_pool_from_the_ini_s_metrics_bind(serve, cli, tm
     ]  # fmt: skip
     assert greeter == ["greeter", "running", "1", "-", "-", "0", "0", "1", "0", "0", "21", "-", "2", "-", "1", "0s"]
     # stale and failed are failures, canceled is not; restarts of every reason add up
-    assert workers == ["workers", "backoff", "4", "2..8", "17", "1", "0", "2", "0", "1", "14", "-", "2", "-", "2", "13s"]
+    assert workers == [
+        "workers",
+        "backoff",
+        "4",
+        "2..8",
+        "17",
+        "1",
+        "0",
+        "2",
+        "0",
+        "1",
+        "14",
+        "-",
+        "2",
+        "-",
+        "2",
+        "13s",
+    ]
 
 
 def test_json_carries_the_same_figures(serve, cli):
