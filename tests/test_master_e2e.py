@@ -831,7 +831,7 @@ def test_ttin_then_ttou_change_each_pool_by_one(caravand, endpoint, tmp_path):
     fewer = wait_counts(master.pid, {"a": 1, "b": 2})
     assert set(fewer["a"]) <= set(more["a"]) and set(fewer["b"]) <= set(more["b"])
     log = master.output()
-    assert "scale: a to 2 (TTIN)" in log and "scale: b to 2 (TTOU)" in log
+    assert "scale: a up from 1 to 2 (TTIN)" in log and "scale: b down from 3 to 2 (TTOU)" in log
     assert "crashed:" not in log
 
 
