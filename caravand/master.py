@@ -208,7 +208,8 @@ class Pool:
     """A pool's spec, restart state and children; ``draining`` once removed or replaced.
 
     The pool owns its children: ``add`` and ``remove`` alone change them,
-    and the master finds a child by pid through its pools (``Master.children``).
+    and keep ``registry`` (the master's children by pid, ``Master.children``)
+    in step, so that the master finds a child by pid without walking pools.
 
     ``registration``: ``pending`` (to do), ``running`` (a registrar runs),
     ``done``, or ``failed`` (tried again at ``registration_retry_at``). The
@@ -216,8 +217,9 @@ class Pool:
     outcome, so that they do not poll a domain that is being registered.
     """
 
-    def __init__(self, spec, clock, rng=random.random, *, registration: bool = True):
+    def __init__(self, spec, clock, rng=random.random, *, registration: bool = True, registry=None):
         self.spec = spec
+        self.registry: dict[int, Child] = {} if registry is None else registry
         self.name = spec.name
         self.health = PoolHealth(spec.name, spec.restart_policy(), clock, rng)
         self.target = spec.processes
@@ -241,11 +243,14 @@ class Pool:
         if child.index in self._children:
             raise RuntimeError(f"{child.label}: index taken by pid {self._children[child.index].pid}")
         self._children[child.index] = child
+        self.registry[child.pid] = child
 
     def remove(self, child: Child) -> None:
         """``child`` exited: its index is free again."""
         if self._children.get(child.index) is child:
             del self._children[child.index]
+        if self.registry.get(child.pid) is child:
+            del self.registry[child.pid]
 
     def resize(self, spec) -> None:
         """Take ``spec``'s sizing (a reload): a fixed count, or its autoscaling bounds around the current target."""
@@ -287,6 +292,14 @@ class Master:
         self.rng = rng or random.random
         self.pid = os.getpid()
         self.pools: dict[str, Pool] = {}
+        self.by_pid: dict[int, Child] = {}  # every child, kept by the pools (Pool.add, Pool.remove)
+        # What each pass of the loop skips when nothing is due: with hundreds of children, a pass
+        # comes with nearly every beat, and walking them all each time made the master's CPU
+        # grow with the square of their number. See loop_once.
+        self.next_watch = 0.0  # no child's deadline comes before this (a lower bound: watch_children)
+        self.pools_changed = True  # a child booted or exited, a signal, a reload...: manage_pools now
+        self.next_manage = 0.0  # ...and at least this often (health timers, registration retries)
+        self.next_status = 0.0  # STATUS= for systemd at most once per TICK
         # Removed or replaced pools, until their last child is gone: with
         # self.pools, every pool that has children (Master.children reads them).
         self.draining: list[Pool] = []
@@ -330,9 +343,8 @@ class Master:
 
     @property
     def children(self) -> Mapping[int, Child]:
-        """Every child by pid, read-only, from the pools that own them: the serving and the draining."""
-        pools = [*self.pools.values(), *self.draining]
-        return types.MappingProxyType({child.pid: child for pool in pools for child in pool.children.values()})
+        """Every child by pid, read-only, of the pools that own them (the serving and the draining): they keep it."""
+        return types.MappingProxyType(self.by_pid)
 
     # -- life
 
@@ -392,11 +404,14 @@ class Master:
             # children's beats are waiting in their pipes, not missing.
             self.read_ready(0)
             now = self.now()
-        self.watch_children(now)
+        self.watch_helpers(now)
+        if now >= self.next_watch:
+            self.watch_children(now)
         self.manage_embedded(now)
         self.manage_metrics(now)
         self.manage_backlog(now)
-        self.manage_pools(now)
+        if self.pools_changed or now >= self.next_manage:
+            self.manage_pools(now)
         self.export_metrics(now)
         self.check_stop(now)
         self.tell_systemd(now)
@@ -418,7 +433,11 @@ class Master:
         wakes = [now + TICK]
         wakes += [p.health.next_check() or now + TICK for p in self.pools.values()]
         # A child's deadline passing must be seen then, not at the next tick.
-        wakes += [c.next_check() for c in self.children.values() if c.kill_stage is not KillStage.KILLED]
+        wakes.append(self.next_watch)
+        if not self.pools_changed:
+            wakes.append(self.next_manage)
+        else:
+            wakes.append(now)
         wakes += [r.deadline for r in self.registrars.values() if not r.killed]
         wakes += [c.deadline for c in self.reload_checks.values() if not c.timed_out]
         wakes += [p.registration_retry_at for p in self.pools.values() if p.registration == "failed"]
@@ -461,6 +480,8 @@ class Master:
     # -- signals
 
     def handle_signals(self) -> None:
+        if self.signal_queue:
+            self.pools_changed = True
         while self.signal_queue:
             signum = self.signal_queue.pop(0)
             name = signal.Signals(signum).name[3:].lower()
@@ -556,6 +577,7 @@ class Master:
         pool.add(child)
         assert self.selector is not None  # start() made it
         self.selector.register(read_end, selectors.EVENT_READ, child)
+        self.watch_soon(child)
         log.info("spawned: %s (pid %d)", child.label, pid)
         return child
 
@@ -649,8 +671,10 @@ class Master:
             text = " ".join(line.decode(errors="replace").split())
             log.warning("garbled: %s (pid %d) said %r", child.label, child.pid, text)
         word = message.word
+        was = child.state
         if word == protocol.BOOTED:  # BOOTING -> IDLE
             child.state, child.deadline, child.booted_at = ChildState.IDLE, None, now
+            self.pools_changed = True  # its pool may be up: RUNNING, READY=1, a replaced pool drained
             log.info("booted: %s (pid %d) in %.2f s", child.label, child.pid, now - child.started_at)
         elif word == protocol.IDLE:
             child.state, child.deadline = ChildState.IDLE, None
@@ -662,8 +686,13 @@ class Master:
             child.tasks += 1
             if child.max_tasks and child.tasks >= child.max_tasks and not child.recycling:
                 child.recycling = True
+                self.pools_changed = True  # its replacement is spawned first
                 log.info("recycling: %s (pid %d) after %d tasks", child.label, child.pid, child.tasks)
         # BEAT, and a line it cannot read: last_seen (read_child) is all it updates
+        self.watch_soon(child)
+        autoscaler = child.pool.autoscaler
+        if autoscaler is not None and child.state is not was:  # every change of who works, not a sample a second
+            autoscaler.observe(child.pool.busy(), child.pool.target)
 
     def unregister(self, child: Child) -> None:
         if child.fd >= 0:
@@ -706,6 +735,7 @@ class Master:
                 self.child_exited(child, status)
 
     def child_exited(self, child: Child, status: int) -> None:
+        self.pools_changed = True
         self.unregister(child)
         pool = child.pool
         pool.remove(child)
@@ -780,8 +810,10 @@ class Master:
         """
         margin = min(ALARM_MARGIN, self.config.master.graceful_timeout / 2)
         child.stop_deadline, child.alarm_at = deadline, deadline - margin
+        self.watch_soon(child)
 
-    def watch_children(self, now: float) -> None:
+    def watch_helpers(self, now: float) -> None:
+        """Kill the throwaway processes (reload checks, registrars) that outlived their deadlines."""
         for check in self.reload_checks.values():
             if not check.timed_out and now >= check.deadline:
                 check.timed_out = True
@@ -792,6 +824,10 @@ class Master:
                           registrar.pid, REGISTRATION_TIMEOUT)  # fmt: skip
                 self.system.kill(registrar.pid, signal.SIGKILL)
                 registrar.killed = True
+
+    def watch_children(self, now: float) -> None:
+        """Act on every child whose deadline passed (alarm, abort, kill, recycle); note when the next comes."""
+        self.watch_helpers(now)
         for child in list(self.children.values()):
             if child.kill_stage is KillStage.ABORTED:
                 assert child.kill_at is not None  # set with ABORTED
@@ -838,11 +874,29 @@ class Master:
                 rss = self.system.rss_mb(child.pid)
                 if rss is not None and rss > limit:
                     child.recycling = True
+                    self.pools_changed = True  # its replacement is spawned first
                     log.info("recycling: %s (pid %d) at %.0f MB > max_rss_mb %d", child.label, child.pid, rss, limit)
+        self.next_watch = min((self.watch_time(child) for child in self.children.values()), default=now + TICK)
+
+    def watch_time(self, child: Child) -> float:
+        """When ``watch_children`` must look at ``child`` next: a deadline of its own, or its memory check."""
+        if child.kill_stage is KillStage.KILLED:
+            return math.inf  # nothing but its exit is ahead
+        when = child.next_check()
+        if child.pool.spec.max_rss_mb and not child.recycling:
+            when = min(when, child.next_rss_check)
+        return when
+
+    def watch_soon(self, child: Child) -> None:
+        """``child`` may have a deadline earlier than any the loop knows of: have it watched then."""
+        self.next_watch = min(self.next_watch, self.watch_time(child))
 
     # -- pools
 
     def manage_pools(self, now: float) -> None:
+        """Bring each pool to its target (spawn, retire, recycle, drain): when something changed, or a timer is due."""
+        self.pools_changed = False
+        self.next_manage = now + TICK  # health timers and autoscaling: at least this often
         for pool in list(self.draining):
             if not pool.children:
                 self.draining.remove(pool)
@@ -880,6 +934,9 @@ class Master:
                     if child.recycling and not child.retiring:
                         self.retire(child, "replaced", reason="recycle")
                 self.drain_replaced(pool, f"replaced by the new {pool.name}")
+        timers = [p.health.next_check() for p in self.pools.values()]
+        timers += [p.registration_retry_at for p in self.pools.values() if p.registration == "failed"]
+        self.next_manage = min([now + TICK, *(t for t in timers if t is not None)])
 
     def drain(self, pool: Pool, why: str | None = None) -> None:
         """Take ``pool`` out of service: it spawns no more, and is forgotten once its last child is gone.
@@ -1034,6 +1091,7 @@ class Master:
         except swf.CaravanError as exc:
             self.refuse_reload(exc)
             return
+        self.pools_changed, self.next_watch = True, 0.0  # new pools, targets and deadlines
         registers_domains_now = new.master.register_domains and not self.config.master.register_domains
         old_pools, self.config = self.pools, new
         self.pools = {}
@@ -1082,8 +1140,13 @@ class Master:
     def tell_systemd(self, now: float) -> None:
         if not self.notifier.enabled:
             return
-        status = self.status_line()
         fields = []
+        if self.ready_sent and now < self.next_status and not self.notifier.watchdog_interval:
+            return
+        if self.ready_sent and now < self.next_status:
+            status = self.last_status  # at most once per TICK: it walks every child
+        else:
+            status, self.next_status = self.status_line(), now + TICK
         # A FATAL pool counts as settled: one broken pool must not fail the whole service.
         settled = [len(p.booted()) >= p.target or p.health.state is PoolState.FATAL for p in self.pools.values()]
         if not self.ready_sent and not self.stopping and all(settled):
@@ -1174,6 +1237,7 @@ class Master:
             return  # it died before listening; reap() sees it and restarts it again
         log.info("embedded SWF endpoint: %s (pid %d) restarted", url, self.embedded.pid)
         self.embedded_listening = True
+        self.pools_changed = True
         for pool in self.pools.values():  # its domains and types are gone with it: register again first
             if self.needs_registration(pool.spec):
                 pool.may_serve = not self.config.master.register_domains
@@ -1315,6 +1379,7 @@ class Master:
         pool.backlog = message.count
         if pool.autoscaler is not None:
             pool.autoscaler.counted(message.count, pool.target)
+            self.pools_changed = True  # a step may be due now
 
     def close_counter_pipe(self, counter: Counter) -> None:
         if counter.fd < 0:
@@ -1416,7 +1481,7 @@ class Master:
         return self.config.master.register_domains or registers_types
 
     def make_pool(self, spec) -> Pool:
-        pool = Pool(spec, self.now, self.rng, registration=self.needs_registration(spec))
+        pool = Pool(spec, self.now, self.rng, registration=self.needs_registration(spec), registry=self.by_pid)
         # Polls need the domain, not the types (no task of an unregistered type
         # can exist): only a domain being registered holds the first children.
         pool.may_serve = pool.registration == "done" or not self.config.master.register_domains
@@ -1460,6 +1525,7 @@ class Master:
         pool = registrar.pool
         if registrar.superseded:
             return
+        self.pools_changed = True
         pool.may_serve = True  # whatever the outcome: children find out for themselves, and say so
         if status == 0:
             pool.registration = "done"

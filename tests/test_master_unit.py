@@ -427,9 +427,11 @@ def test_a_crash_backs_off_then_respawns(master, spawned, system, clock, logged)
     assert first.pid not in master.children and 1 not in pool.children
     assert pool.health.state is PoolState.BACKOFF
     assert pool.health.retry_at == clock() + 0.5  # rng 0.5 x backoff_base 1
-    assert master.next_timeout() == pytest.approx(0.5)
+    assert master.next_timeout() == 0, "a child exited: the pools are managed at once"
     master.manage_pools(clock())
+    master.watch_children(clock())  # as each pass does: no child's deadline is near
     assert len(spawned) == 2  # not yet
+    assert master.next_timeout() == pytest.approx(0.5) and master.next_manage == clock() + 0.5
     clock.advance(0.4)
     master.manage_pools(clock())
     assert len(spawned) == 2
