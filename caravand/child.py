@@ -86,8 +86,10 @@ class Reporter(Hooks):
         self.parent_pid = parent_pid
         self.state = ChildState.BOOTING
         self.task_in_hand = False
+        self.last_sent = time.monotonic()
 
     def send(self, line: bytes) -> None:
+        self.last_sent = time.monotonic()  # a float store: atomic enough for the beat thread's reading
         try:
             os.write(self.fd, line)
         except OSError:  # the master is gone: the pdeath signal or the beat check ends us
@@ -138,17 +140,27 @@ class Reporter(Hooks):
         self.idle()
 
     def beat_forever(self, interval: float = BEAT_INTERVAL) -> None:
-        """Run in a daemon thread: BEAT every ``interval`` s.
+        """Run in a daemon thread: BEAT when the child said nothing for ``interval`` s.
 
-        If the master is gone and the kernel could not tell us (no
-        PR_SET_PDEATHSIG), raise the orphan signal ourselves: one way out.
+        Any line tells the master that the child lives; a BEAT besides would
+        only wake its loop once more (hundreds of children polling make
+        thousands of lines a minute). If the master is gone and the kernel
+        could not tell us (no PR_SET_PDEATHSIG), raise the orphan signal
+        ourselves: one way out.
         """
         while True:
             time.sleep(interval)
             if not parent_is(self.parent_pid):
                 os.kill(os.getpid(), ORPHAN_SIGNAL)
                 return
-            self.send(protocol.beat())
+            self.beat_if_quiet(interval)
+
+    def beat_if_quiet(self, interval: float = BEAT_INTERVAL) -> bool:
+        """BEAT unless a line went out in the last half ``interval``; True if it did."""
+        if time.monotonic() - self.last_sent < interval / 2:
+            return False
+        self.send(protocol.beat())
+        return True
 
 
 class ChildProcess:

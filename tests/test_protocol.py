@@ -127,3 +127,29 @@ def test_the_reporter_and_the_master_agree_on_every_line(tmp_path, titles):
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def test_a_child_beats_only_when_it_said_nothing_for_a_while(monkeypatch, titles):
+    """Any line says the child lives: a BEAT besides would only wake the master's loop once more."""
+    from caravand import child as child_module
+
+    now = [100.0]
+    monkeypatch.setattr(child_module.time, "monotonic", lambda: now[0])
+    read_end, write_end = os.pipe2(os.O_NONBLOCK)
+    reporter = Reporter(write_end, "caravand: decider demo#1 [CaravanDemo/default]", os.getppid())
+    try:
+        reporter.booted()
+        now[0] += 2.0
+        assert reporter.beat_if_quiet(5.0) is False  # BOOTED 2 s ago
+        now[0] += 0.5
+        assert reporter.beat_if_quiet(5.0) is True  # 2.5 s of silence: half the interval
+        now[0] += 1.0
+        reporter.poll_started(None, 200.0)
+        now[0] += 2.4
+        assert reporter.beat_if_quiet(5.0) is False
+        now[0] += 5.0
+        assert reporter.beat_if_quiet(5.0) is True
+        assert os.read(read_end, 4096).split() == [b"BOOTED", b"BEAT", b"POLLING", b"200.000", b"BEAT"]
+    finally:
+        os.close(read_end)
+        os.close(write_end)
