@@ -619,6 +619,20 @@ def _patch() -> None:
 
     _replace(SWFBackend, "poll_for_decision_task", poll_for_decision_task)
     _replace(SWFBackend, "poll_for_activity_task", poll_for_activity_task)
+
+    # The backlog, as SWF counts it: the tasks of the list that wait for a poll. moto
+    # counts started ones too (and decision tasks by the execution's own list), which
+    # made autoscaling see a backlog where every task was in hand.
+    def count_pending_decision_tasks(self, domain_name, task_list):
+        tasks = self._get_domain(domain_name).decision_task_lists.get(task_list, ())
+        return sum(task.state == "SCHEDULED" and task.workflow_execution.open for task in tasks)
+
+    def count_pending_activity_tasks(self, domain_name, task_list):
+        tasks = self._get_domain(domain_name).activity_task_lists.get(task_list, ())
+        return sum(task.state == "SCHEDULED" and task.workflow_execution.open for task in tasks)
+
+    _replace(SWFBackend, "count_pending_decision_tasks", count_pending_decision_tasks)
+    _replace(SWFBackend, "count_pending_activity_tasks", count_pending_activity_tasks)
     _replace(models, "sleep", lambda seconds: None)  # nothing of moto's sleeps any more
 
     add_decision = _moto(Domain, "add_to_decision_task_list")

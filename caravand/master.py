@@ -1205,7 +1205,8 @@ class Master:
         if self.embedded_listening:  # it served: restart it at once
             self.embedded_backoff.reset()
             delay = 0.0
-            log.error("embedded SWF endpoint died (%s): restarting it; its state is lost", how)
+            kept = "from embedded_state as last saved" if self.config.master.embedded_state else "its state is lost"
+            log.error("embedded SWF endpoint died (%s): restarting it; %s", how, kept)
         else:  # it died before it listened (port taken, moto broken): no hot loop
             delay = self.embedded_backoff.next_delay()
             log.error("embedded SWF endpoint died before it listened (%s): restarting it in %.1f s", how, delay)

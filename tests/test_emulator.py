@@ -275,6 +275,19 @@ def timed_out(execution) -> list[str]:
     return [e.event_attributes["timeoutType"] for e in execution.events() if e.event_type == "ActivityTaskTimedOut"]
 
 
+def test_the_backlog_counts_the_tasks_that_wait_not_those_in_hand(emu, backend):
+    """CountPending*Tasks, as SWF counts them: what autoscaling grows on (moto counted started ones too)."""
+    start(backend, "one")
+    start(backend, "two")
+    assert backend.count_pending_decision_tasks("D", "decide") == 2
+    decide(backend, [schedule("a1"), schedule("a2"), schedule("a3")])
+    assert backend.count_pending_decision_tasks("D", "decide") == 1  # one started and completed: the other waits
+    assert backend.count_pending_activity_tasks("D", "work") == 3
+    assert backend.poll_for_activity_task("D", "work") is not None
+    assert backend.count_pending_activity_tasks("D", "work") == 2  # one in hand
+    assert backend.count_pending_activity_tasks("D", "other") == 0
+
+
 def test_schedule_to_start_times_out_a_task_nobody_polled(emu, backend, clock):
     execution = scheduled_activity(backend, scheduleToStartTimeout="30")
     clock.advance(29)
