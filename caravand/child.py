@@ -176,8 +176,10 @@ class ChildProcess:
         session=None,
         log_file: str | None = None,
         stack_file: str | None = None,
+        poll_client=None,
     ):
         self.session = session
+        self.poll_client = poll_client
         self.log_file = log_file
         self.stack_file = stack_file
         self.pool = pool
@@ -224,7 +226,7 @@ class ChildProcess:
             poller = self.poller = self.pool.make_poller(
                 self.endpoint, identity=f"{os.uname().nodename}:{os.getpid()}", hooks=self.hooks()
             )
-            start_poller(poller, self.session)
+            start_poller(poller, self.session, self.poll_client)
         except CaravanError as exc:
             log.error("failed to boot: %s#%d: %s", self.pool.name, self.index, exc)
             self.reporter.failed(str(exc))

@@ -162,9 +162,10 @@ def is_pool_factory(made: object) -> TypeGuard[PoolFactory]:
     return callable(getattr(made, "make_poller", None))
 
 
-def start_poller(poller: PollerLike, session: boto3.Session | None) -> None:
-    """``poller.start()``; caravand's own :class:`~caravand.poller.Poller` also gets the master's warmed ``session``."""
+def start_poller(poller: PollerLike, session: boto3.Session | None, poll_client=None) -> None:
+    """``poller.start()``; caravand's own :class:`~caravand.poller.Poller` also gets the master's warmed
+    ``session`` and the poll client it built before fork, if any."""
     if session is not None and isinstance(poller, Poller):
-        poller.start(session=session)
+        poller.start(session=session, **({"poll_client": poll_client} if poll_client is not None else {}))
     else:
         poller.start()

@@ -229,11 +229,14 @@ class Poller:
 
     # -- life
 
-    def start(self, session=None) -> None:
-        """Build the clients (after fork; from ``session`` if given) and register the types if asked."""
+    def start(self, session=None, poll_client=None) -> None:
+        """Build the clients (after fork; from ``session`` if given) and register the types if asked.
+
+        ``poll_client``: one the master built before fork, from ``session``, for this endpoint.
+        """
         self._session = session or swf.make_session(self.endpoint)
         self.clients = swf.Clients(self.endpoint, self._session)
-        self.poll_client = swf.make_client(self.endpoint, poll=True, session=self._session)
+        self.poll_client = poll_client or swf.make_client(self.endpoint, poll=True, session=self._session)
         if self.register:
             self.register_types()
 

@@ -133,5 +133,16 @@ def test_a_child_that_exits_is_replaced_in_the_same_pass(looping, spawned, syste
     looping.loop_once()
     before = looping.walks["manage_pools"]
     system.exits.append((spawned[0].pid, signal.SIGKILL))
+    looping.enqueue_signal(signal.SIGCHLD, None)  # as the kernel and the handler do
     looping.loop_once()
     assert len(spawned) == 3 and looping.walks["manage_pools"] == before + 1
+
+
+def test_an_exit_whose_sigchld_was_lost_is_still_reaped_within_a_tick(looping, spawned, system, clock):
+    looping.loop_once()
+    system.exits.append((spawned[0].pid, signal.SIGKILL))
+    looping.loop_once()  # no SIGCHLD: the pass does not wait on waitpid
+    assert len(spawned) == 2
+    clock.advance(1.0)
+    looping.loop_once()
+    assert len(spawned) == 3 and spawned[0].pid not in looping.children
