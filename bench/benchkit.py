@@ -79,9 +79,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def fresh_endpoint(poll_hold: float = POLL_HOLD) -> Iterator[EmbeddedEndpoint]:
-    """A new moto server on a free loopback port, stopped (TERM, then KILL, by PID) on the way out."""
-    endpoint = EmbeddedEndpoint(port=0, poll_hold=poll_hold)
+def fresh_endpoint(poll_hold: float | None = None) -> Iterator[EmbeddedEndpoint]:
+    """A new moto server on a free loopback port (holding polls POLL_HOLD s unless said), stopped on the way out."""
+    endpoint = EmbeddedEndpoint(port=0, poll_hold=POLL_HOLD if poll_hold is None else poll_hold)
     try:
         endpoint.start()
         yield endpoint

@@ -70,7 +70,7 @@ def master_settings(endpoint, **overrides: str) -> dict[str, str]:
         "region": benchkit.REGION,
         "register_domains": "false",  # the benchmark registers it before the start: no poll races it
         "poll_timeout": f"{benchkit.POLL_HOLD:g}",
-        "graceful_timeout": "30",
+        "graceful_timeout": f"{max(30.0, benchkit.POLL_HOLD + 25):g}",  # a held poll, its margin, a task
         "metrics_bind": f"127.0.0.1:{benchkit.free_port()}",
         "preload": "true",
         "pythonpath": str(benchkit.BENCH_DIR),
@@ -331,7 +331,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run: fewer kills, fewer children, shorter windows"
     )
+    parser.add_argument(
+        "--poll-hold",
+        type=float,
+        default=benchkit.POLL_HOLD,
+        metavar="SECONDS",
+        help=f"how long the endpoint holds an empty poll (default {benchkit.POLL_HOLD:g}; SWF: 60)",
+    )
     args = parser.parse_args(argv)
+    benchkit.POLL_HOLD = args.poll_hold  # the endpoint's hold and caravand's poll_timeout
     parts = {part.strip() for part in args.only.split(",") if part.strip()}
     unknown = parts - set(PARTS)
     if unknown or not parts:
