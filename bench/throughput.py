@@ -1,6 +1,6 @@
 """Throughput and client CPU per workflow: caravand against a bare boto3 loop, side by side in one run.
 
-    .venv/bin/python bench/throughput.py [--workflows N] [--processes P]
+    .venv/bin/python bench/throughput.py [--workflows N] [--processes P] [--rounds R]
 
 Runs N one-activity workflows (bench_types: BenchFlow schedules BenchEcho,
 then completes with its result) twice, each time on a fresh moto server:
@@ -21,7 +21,9 @@ counted) and waits for them to close. It reports, for each run:
   just after the last close is seen (see benchkit), over N. Start-up and
   stop are left out: they are paid once per deploy, not per workflow.
 
-The last line is ``throughput_ratio=R cpu_ratio=C`` (caravand / bare).
+The last line is ``throughput_ratio=R cpu_ratio=C`` (caravand / bare), over
+R rounds (default 2) run in ABBA order (caravand, bare, bare, caravand...),
+so that a drift of the machine's load favours neither side.
 
 Why P = 2 by default: the box has 2 cores and the moto server, one Python
 process, is the bottleneck and takes about one of them. Two pollers per
@@ -177,18 +179,39 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workflows", type=int, default=300, help="workflows per run (default 300)")
     parser.add_argument("--processes", type=int, default=2, help="processes per pool, and per bare role (default 2)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="rounds of both runs, in the order caravand, bare, then bare, caravand... (default 2)",
+    )
     args = parser.parse_args(argv)
-    if args.workflows < 1 or args.processes < 1:
-        parser.error("--workflows and --processes must be at least 1")
+    if args.workflows < 1 or args.processes < 1 or args.rounds < 1:
+        parser.error("--workflows, --processes and --rounds must be at least 1")
     print(f"{args.workflows} workflows, {args.processes} decider + {args.processes} activity processes, "
-          f"poll hold {benchkit.POLL_HOLD:g} s", flush=True)  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="caravand-bench-") as workdir:
-        caravand = run_caravand(args.workflows, args.processes, pathlib.Path(workdir))
-        report("caravand", caravand)
-    bare = run_bare(args.workflows, args.processes)
-    report("bare", bare)
-    throughput_ratio = caravand["workflows_per_s"] / bare["workflows_per_s"]
-    cpu_ratio = caravand["cpu_ms_per_workflow"] / bare["cpu_ms_per_workflow"]
+          f"poll hold {benchkit.POLL_HOLD:g} s, {args.rounds} round(s)", flush=True)  # fmt: skip
+    runs: dict[str, list[dict]] = {"caravand": [], "bare": []}
+    # ABBA order: a machine whose load drifts during the run favours neither side.
+    for round_number in range(args.rounds):
+        order = ("caravand", "bare") if round_number % 2 == 0 else ("bare", "caravand")
+        for label in order:
+            if label == "caravand":
+                with tempfile.TemporaryDirectory(prefix="caravand-bench-") as workdir:
+                    figures = run_caravand(args.workflows, args.processes, pathlib.Path(workdir))
+            else:
+                figures = run_bare(args.workflows, args.processes)
+            runs[label].append(figures)
+            report(label, figures)
+    # Over all rounds: the work done over the time it took, and the CPU it cost.
+    total = {
+        label: {
+            "workflows_per_s": len(figures) * args.workflows / sum(f["wall_s"] for f in figures),
+            "cpu_ms_per_workflow": sum(f["cpu_ms_per_workflow"] for f in figures) / len(figures),
+        }
+        for label, figures in runs.items()
+    }
+    throughput_ratio = total["caravand"]["workflows_per_s"] / total["bare"]["workflows_per_s"]
+    cpu_ratio = total["caravand"]["cpu_ms_per_workflow"] / total["bare"]["cpu_ms_per_workflow"]
     print(f"throughput_ratio={throughput_ratio:.2f} cpu_ratio={cpu_ratio:.2f}")
     return 0
 

@@ -136,8 +136,9 @@ class Reporter(Hooks):
 
     def task_ended(self, poller, task, outcome, seconds):
         self.task_in_hand = False
+        self.state = ChildState.IDLE  # DONE says so: the master needs no IDLE after it
+        self.show(ChildState.IDLE.value)
         self.send(protocol.done(outcome))
-        self.idle()
 
     def beat_forever(self, interval: float = BEAT_INTERVAL) -> None:
         """Run in a daemon thread: BEAT when the child said nothing for ``interval`` s.

@@ -688,7 +688,8 @@ class Master:
             child.state, child.deadline = protocol.BUSY[word], message.deadline
         elif word == protocol.FAILED:  # it gives up, and exits as a failed start
             child.failure = message.text or "no reason given"
-        elif word == protocol.DONE:
+        elif word == protocol.DONE:  # WORKING -> IDLE, and a task counted
+            child.state, child.deadline = ChildState.IDLE, None
             child.tasks += 1
             if child.max_tasks and child.tasks >= child.max_tasks and not child.recycling:
                 child.recycling = True
@@ -1324,8 +1325,11 @@ class Master:
 
     def manage_backlog(self, now: float) -> None:
         """Keep one counter of the current targets: fork it, replace it when they change, kill it when silent."""
-        targets = self.backlog_targets()
         counter = self.counter
+        if counter is not None and not counter.killed and not self.pools_changed:
+            if now - counter.last_seen <= backlog.SILENCE_LIMIT:
+                return  # the pools are as they were (a reload or a stop changes them): nothing to do
+        targets = self.backlog_targets()
         if counter is not None and not counter.killed:
             if counter.targets != targets:
                 self.kill_counter("the pools changed")

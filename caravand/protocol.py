@@ -10,7 +10,8 @@ never reads half a line from a child that lives.
     PAGING <deadline>    reading a further page of a decision task's history
     WORKING <deadline>   a task in hand
     IDLE                 between polls and tasks
-    DONE <outcome>       a task ended (``completed``, ``failed``...): counted for max_tasks
+    DONE <outcome>       a task ended (``completed``, ``failed``...): counted for max_tasks; the
+                         child is idle after it (no IDLE follows: one wake-up of the master less)
     FAILED <reason>      it gives up, and exits as a failed start right after
     BEAT                 every few seconds, from a thread, whatever the main thread does
     BACKLOG <n> <pool>   from the backlog counter (caravand.backlog): the pool's pending tasks, ``-`` if

@@ -35,7 +35,7 @@ def run_bench(*argv: str) -> str:
 
 
 def test_throughput_runs():
-    last = run_bench("throughput.py", "--workflows", "5", "--processes", "1")
+    last = run_bench("throughput.py", "--workflows", "5", "--processes", "1", "--rounds", "1")
     assert re.fullmatch(rf"throughput_ratio={NUMBER} cpu_ratio={NUMBER}", last), last
 
 
