@@ -37,6 +37,17 @@ over HTTP. Stock moto 5.2 makes local runs, and our own tests, lie:
    dropped, and each timer is saved as its due time and re-armed only once
    the whole state is loaded (re-armed while loading, one fired into a
    half-loaded domain).
+7. **Lists, counts and cancels.** moto ignores ``executionFilter``,
+   ``typeFilter`` and the time filters, deletes from the list it iterates
+   for the tag and close-status filters (and compares a dict to a string
+   for the latter), answers ``reverseOrder=true`` with HTTP 500, pages
+   nothing, and has no Count*WorkflowExecutions. Here every filter holds, in
+   SWF's orders, and ListDomains, List*Types, List*WorkflowExecutions and
+   GetWorkflowExecutionHistory page (``maximumPageSize``, default 1000; an
+   opaque ``nextPageToken``). moto records ``TimerCancelled`` (SWF:
+   ``TimerCanceled``), and has no RequestCancelWorkflowExecution,
+   RequestCancelActivityTask decision, RespondActivityTaskCanceled,
+   ``cancelRequested`` heartbeat answer, nor Delete*Type: here they are.
 
 Everything is patched in this process only, by :func:`install`, and undone
 by :func:`uninstall` (the unit tests share their process with in-process
@@ -46,7 +57,10 @@ moto). The patches are written against moto :data:`MOTO_VERSION`:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import json
 import logging
 import os
 import pickle
@@ -82,6 +96,7 @@ HANDLED_DECISIONS = frozenset(
         "RecordMarker",
         "StartTimer",
         "CancelTimer",
+        "RequestCancelActivityTask",
     }
 )
 #: Calls that change nothing: the state is not saved for them.
@@ -493,6 +508,182 @@ class ArmedTimer(threading.Timer):
         self.due = now() + float(interval)
 
 
+# -- 7. lists, counts and cancels
+
+#: SWF's largest page, and the size of one that does not say (maximumPageSize 0 or absent).
+MAX_PAGE_SIZE = 1000
+CLOSE_STATUSES = ("COMPLETED", "FAILED", "CANCELED", "TERMINATED", "CONTINUED_AS_NEW", "TIMED_OUT")
+#: The history events moto lacks, which these patches record.
+NEW_EVENT_TYPES = (
+    "TimerCanceled",
+    "WorkflowExecutionCancelRequested",
+    "ActivityTaskCancelRequested",
+    "ActivityTaskCanceled",
+    "RequestCancelActivityTaskFailed",
+)
+
+
+def invalid(message: str) -> Exception:
+    from moto.swf.exceptions import SWFValidationException
+
+    return SWFValidationException(message)
+
+
+def encode_token(action: str, key: tuple) -> str:
+    """An opaque nextPageToken: the action it pages and the sort key of the page's last item."""
+    return base64.urlsafe_b64encode(json.dumps([action, *key]).encode()).decode()
+
+
+def decode_token(action: str, token: Any) -> tuple:
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(str(token).encode()))
+    except (ValueError, binascii.Error):
+        decoded = None
+    if not isinstance(decoded, list) or not decoded or decoded[0] != action:
+        raise invalid(f"Invalid nextPageToken for {action}")
+    return tuple(decoded[1:])
+
+
+def page(action: str, params: dict, items, key: Callable[[Any], tuple], *, descending: bool = False):
+    """One page of ``items`` in SWF's order (``reverseOrder`` reverses it): (the page, its nextPageToken or None).
+
+    The token names the last item's sort key, not an offset: an item added
+    meanwhile neither repeats one already seen nor hides one still to come.
+    """
+    size = params.get("maximumPageSize") or MAX_PAGE_SIZE
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_PAGE_SIZE:
+        raise invalid(
+            f"1 validation error detected: Value '{size}' at 'maximumPageSize' failed to satisfy constraint: "
+            f"Member must have value less than or equal to {MAX_PAGE_SIZE}"
+        )
+    descending = descending != bool(params.get("reverseOrder"))
+    ordered = sorted(items, key=key, reverse=descending)
+    if params.get("nextPageToken"):
+        after = decode_token(action, params["nextPageToken"])
+        ordered = [item for item in ordered if (key(item) < after if descending else key(item) > after)]
+    chunk = ordered[:size]
+    return chunk, (encode_token(action, key(chunk[-1])) if len(ordered) > size else None)
+
+
+def with_token(answer: dict, token: str | None) -> str:
+    if token:
+        answer["nextPageToken"] = token
+    return json.dumps(answer)
+
+
+def executions_asked(backend, params: dict, *, closed: bool) -> tuple[list, str]:
+    """The executions of the domain that match ``params``' filters, and the time they sort by ("start"/"close").
+
+    SWF: a start time filter (open; closed: it or a close time filter, not
+    both) and at most one of executionFilter, typeFilter, tagFilter and
+    (closed) closeStatusFilter.
+    """
+    if not isinstance(params.get("domain"), str):
+        raise invalid("1 validation error detected: Value null at 'domain' failed to satisfy constraint: "
+                      "Member must not be null")  # fmt: skip
+    times = [name for name in ("startTimeFilter", "closeTimeFilter") if params.get(name) is not None]
+    if not closed and params.get("closeTimeFilter") is not None:
+        raise invalid("closeTimeFilter is not a parameter of an open executions' list")
+    if not times:
+        raise invalid("1 validation error detected: Value null at 'startTimeFilter' failed to satisfy constraint: "
+                      "Member must not be null")  # fmt: skip
+    if len(times) > 1:
+        raise invalid("Cannot specify both a startTimeFilter and a closeTimeFilter")
+    exclusive = ["executionFilter", "typeFilter", "tagFilter", *(["closeStatusFilter"] if closed else [])]
+    given = [name for name in exclusive if params.get(name) is not None]
+    if len(given) > 1:
+        raise invalid(f"Cannot specify more than one exclusive filters in the same query: {given}")
+    window = params[times[0]]
+    oldest, latest = window.get("oldestDate"), window.get("latestDate")
+    if not isinstance(oldest, (int, float)) or not isinstance(latest, (int, float, type(None))):
+        raise invalid(f"{times[0]}: oldestDate (and latestDate) must be timestamps")
+    status = (params.get("closeStatusFilter") or {}).get("status")
+    if closed and params.get("closeStatusFilter") is not None and status not in CLOSE_STATUSES:
+        raise invalid(
+            f"closeStatusFilter.status {status!r}: Member must satisfy enum value set: {list(CLOSE_STATUSES)}"
+        )
+    by = "close" if times[0] == "closeTimeFilter" else "start"
+    matching = []
+    for execution in backend._get_domain(params["domain"]).workflow_executions:
+        stamp = execution.close_timestamp if by == "close" else execution.start_timestamp
+        if execution.open == closed or stamp is None or stamp < oldest or (latest is not None and stamp > latest):
+            continue
+        if not execution_matches(execution, params):
+            continue
+        matching.append(execution)
+    return matching, by
+
+
+def execution_matches(execution, params: dict) -> bool:
+    """``execution`` passes the exclusive filter ``params`` has, if any."""
+    if params.get("executionFilter") is not None:
+        return execution.workflow_id == params["executionFilter"].get("workflowId")
+    if params.get("typeFilter") is not None:
+        wanted = params["typeFilter"]
+        return execution.workflow_type.name == wanted.get("name") and (
+            wanted.get("version") is None or execution.workflow_type.version == wanted["version"]
+        )
+    if params.get("tagFilter") is not None:
+        return params["tagFilter"].get("tag") in (execution.tag_list or ())
+    if params.get("closeStatusFilter") is not None:
+        return execution.close_status == params["closeStatusFilter"].get("status")
+    return True
+
+
+def execution_key(by: str) -> Callable[[Any], tuple]:
+    return lambda e: ((e.close_timestamp if by == "close" else e.start_timestamp) or 0.0, e.run_id)
+
+
+def request_cancel_activity(execution, event_id: int, attributes: dict) -> None:
+    """The RequestCancelActivityTask decision, as SWF carries it out.
+
+    ActivityTaskCancelRequested; a task still only scheduled is canceled at
+    once (ActivityTaskCanceled, and a decision task); a started one learns
+    it from its next heartbeat's ``cancelRequested``. An activity id with no
+    open task: RequestCancelActivityTaskFailed ACTIVITY_ID_UNKNOWN.
+    """
+    activity_id = attributes.get("activityId")
+    task = next((t for t in execution.activity_tasks if t.activity_id == activity_id and is_open(t)), None)
+    if task is None:
+        execution._add_event("RequestCancelActivityTaskFailed", activity_id=activity_id, cause="ACTIVITY_ID_UNKNOWN",
+                             decision_task_completed_event_id=event_id)  # fmt: skip
+        execution.should_schedule_decision_next = True
+        return
+    requested = execution._add_event(
+        "ActivityTaskCancelRequested", activity_id=activity_id, decision_task_completed_event_id=event_id
+    )
+    task.cancel_requested_event_id = requested.event_id
+    if task.state == "SCHEDULED":
+        cancel_activity_task(task, None)
+        execution.should_schedule_decision_next = True
+
+
+def cancel_activity_task(task, details) -> None:
+    """Close ``task`` as canceled (ActivityTaskCanceled); the caller schedules the decision task."""
+    execution = task.workflow_execution
+    execution._add_event(
+        "ActivityTaskCanceled",
+        scheduled_event_id=task.scheduled_event_id,
+        started_event_id=task.started_event_id,
+        details=details,
+        latest_cancel_requested_event_id=getattr(task, "cancel_requested_event_id", None),
+    )
+    task.state = "CANCELED"
+    execution.open_counts["openActivityTasks"] -= 1
+
+
+def type_not_deprecated(_type) -> Exception:
+    from moto.swf.exceptions import SWFClientError
+
+    class SWFTypeNotDeprecatedFault(SWFClientError):
+        pass
+
+    return SWFTypeNotDeprecatedFault(
+        "com.amazonaws.swf.base.model#TypeNotDeprecatedFault",
+        f"{type(_type).__name__}=[name={_type.name}, version={_type.version}]",
+    )
+
+
 # -- install
 
 
@@ -746,3 +937,179 @@ def _patch() -> None:
 
     _replace(WorkflowExecution, "__getstate__", getstate, must_exist=False)
     _replace(WorkflowExecution, "__setstate__", setstate, must_exist=False)
+    _patch_lists_and_cancels()
+
+
+def _patch_lists_and_cancels() -> None:
+    """7. Lists, counts and cancels (every response below runs under the lock: see serialized_call_action)."""
+    from moto.swf.models import SWFBackend, WorkflowExecution
+    from moto.swf.models import history_event as history_event_module
+    from moto.swf.responses import SWFResponse
+    from moto.swf.utils import decapitalize
+
+    # The lists: moto ignores executionFilter, typeFilter and the time filters,
+    # deletes from the list it iterates (tag, close status: one of two matching
+    # executions kept), compares closeStatusFilter (a dict) to a string, slices
+    # a reversed() (reverseOrder=true: HTTP 500), and pages nothing.
+    def list_executions(self, *, closed: bool) -> str:
+        params = self._params
+        action = "ListClosedWorkflowExecutions" if closed else "ListOpenWorkflowExecutions"
+        matching, by = executions_asked(self.swf_backend, params, closed=closed)
+        # SWF: newest first, by start time (or close time, when that is the filter).
+        chunk, token = page(action, params, matching, execution_key(by), descending=True)
+        return with_token({"executionInfos": [e.to_list_dict() for e in chunk]}, token)
+
+    _replace(SWFResponse, "list_open_workflow_executions", lambda self: list_executions(self, closed=False))
+    _replace(SWFResponse, "list_closed_workflow_executions", lambda self: list_executions(self, closed=True))
+
+    # moto has no Count*WorkflowExecutions: the same filters, counted (never truncated here).
+    def count_executions(self, *, closed: bool) -> str:
+        matching, _ = executions_asked(self.swf_backend, self._params, closed=closed)
+        return json.dumps({"count": len(matching), "truncated": False})
+
+    _replace(SWFResponse, "count_open_workflow_executions", lambda self: count_executions(self, closed=False),
+             must_exist=False)  # fmt: skip
+    _replace(SWFResponse, "count_closed_workflow_executions", lambda self: count_executions(self, closed=True),
+             must_exist=False)  # fmt: skip
+
+    def list_domains(self) -> str:
+        params = self._params
+        domains = [d for d in self.swf_backend.domains if d.status == params.get("registrationStatus")]
+        chunk, token = page("ListDomains", params, domains, lambda d: (d.name,))
+        return with_token({"domainInfos": [d.to_short_dict() for d in chunk]}, token)
+
+    _replace(SWFResponse, "list_domains", list_domains)
+
+    def list_types(self, kind: str) -> str:
+        params = self._params
+        domain = self.swf_backend._get_domain(params.get("domain"))
+        types = [t for t in domain.find_types(kind, params.get("registrationStatus"))
+                 if params.get("name") is None or t.name == params["name"]]  # fmt: skip
+        chunk, token = page(f"List{kind.capitalize()}Types", params, types, lambda t: (t.name, t.version))
+        return with_token({"typeInfos": [t.to_medium_dict() for t in chunk]}, token)
+
+    _replace(SWFResponse, "_list_types", list_types)
+
+    def get_workflow_execution_history(self) -> str:
+        domain_name, run_id, workflow_id = self._get_workflow_execution_params()
+        execution = self.swf_backend.describe_workflow_execution(domain_name, run_id, workflow_id)
+        params = self._params
+        chunk, token = page("GetWorkflowExecutionHistory", params, execution._events, lambda e: (e.event_id,))
+        return with_token({"events": [event.to_dict() for event in chunk]}, token)
+
+    _replace(SWFResponse, "get_workflow_execution_history", get_workflow_execution_history)
+
+    # The events moto cannot record (HistoryEvent refuses a type it does not list).
+    _replace(history_event_module, "SUPPORTED_HISTORY_EVENT_TYPES",
+             (*_moto(history_event_module, "SUPPORTED_HISTORY_EVENT_TYPES"), *NEW_EVENT_TYPES))  # fmt: skip
+
+    # SWF's event is TimerCanceled (moto: TimerCancelled); CancelTimerFailed names its timer.
+    def cancel_timer(self, event_id, timer_id):
+        timer = self._timers.get(timer_id)
+        if timer is None or not timer.is_alive():
+            self._add_event("CancelTimerFailed", cause="TIMER_ID_UNKNOWN", decision_task_completed_event_id=event_id,
+                            timer_id=timer_id)  # fmt: skip
+            return
+        timer.cancel()
+        self._timers.pop(timer_id)
+        self._add_event("TimerCanceled", decision_task_completed_event_id=event_id,
+                        started_event_id=timer.started_event_id, timer_id=timer_id)  # fmt: skip
+
+    _replace(WorkflowExecution, "cancel_timer", cancel_timer)
+
+    # moto's decisions, and RequestCancelActivityTask (moto: NotImplementedError
+    # after the task was completed, the execution stuck).
+    carry_out = {
+        "CompleteWorkflowExecution": lambda e, i, a: e.complete(i, a.get("result")),
+        "FailWorkflowExecution": lambda e, i, a: e.fail(i, a.get("details"), a.get("reason")),
+        "ScheduleActivityTask": lambda e, i, a: e.schedule_activity_task(i, a),
+        "RecordMarker": lambda e, i, a: e.record_marker(i, a),
+        "StartTimer": lambda e, i, a: e.start_timer(i, a),
+        "CancelTimer": lambda e, i, a: e.cancel_timer(i, a["timerId"]),
+        "CancelWorkflowExecution": lambda e, i, a: e.cancel(i, a.get("details")),
+        "RequestCancelActivityTask": request_cancel_activity,
+    }
+    assert set(carry_out) == HANDLED_DECISIONS
+    _moto(WorkflowExecution, "handle_decisions")
+
+    def handle_decisions(self, event_id, decisions):
+        for decision in decisions:
+            kind = decision["decisionType"]
+            carry_out[kind](self, event_id, decision.get(f"{decapitalize(kind)}DecisionAttributes", {}))
+        self.open_counts["openDecisionTasks"] -= 1
+
+    _replace(WorkflowExecution, "handle_decisions", handle_decisions)
+
+    # A CancelWorkflowExecution decision fails (UNHANDLED_DECISION) when events came
+    # while its task was in hand, as SWF does: moto looks only at its scheduled
+    # tasks, and here a decision task waits unscheduled for the started one.
+    cancel = _moto(WorkflowExecution, "cancel")
+
+    def cancel_unless_unhandled(self, event_id, details=None):
+        if getattr(self, "caravand_decision_pending", False):
+            self._add_event("CancelWorkflowExecutionFailed", decision_task_completed_event_id=event_id,
+                            cause="UNHANDLED_DECISION")  # fmt: skip
+            return
+        cancel(self, event_id, details)
+
+    _replace(WorkflowExecution, "cancel", cancel_unless_unhandled)
+
+    # A terminated execution has a close time (moto: none; listed by close time, purged by it).
+    terminate = _moto(WorkflowExecution, "terminate")
+
+    def terminate_with_time(self, *args, **kwargs):
+        terminate(self, *args, **kwargs)
+        self.close_timestamp = self.close_timestamp or now()
+
+    _replace(WorkflowExecution, "terminate", terminate_with_time)
+
+    # RequestCancelWorkflowExecution (moto: none): WorkflowExecutionCancelRequested, and a decision task.
+    def request_cancel_workflow_execution(self) -> str:
+        params = self._params
+        domain = self.swf_backend._get_domain(params.get("domain"))
+        execution = domain.get_workflow_execution(params.get("workflowId"), run_id=params.get("runId"),
+                                                  raise_if_closed=True)  # fmt: skip
+        if execution is None:  # closed: get_workflow_execution raises for an unknown one only
+            from moto.swf.exceptions import SWFUnknownResourceFault
+
+            raise SWFUnknownResourceFault("execution", f"workflowId = {params.get('workflowId')}")
+        execution.cancel_requested = True
+        execution._add_event("WorkflowExecutionCancelRequested")
+        execution.schedule_decision_task()
+        return ""
+
+    _replace(SWFResponse, "request_cancel_workflow_execution", request_cancel_workflow_execution, must_exist=False)
+
+    # RespondActivityTaskCanceled (moto: none).
+    def respond_activity_task_canceled(self) -> str:
+        task = self.swf_backend._find_activity_task_from_token(self._params.get("taskToken"))
+        cancel_activity_task(task, self._params.get("details"))
+        task.workflow_execution.schedule_decision_task()
+        return ""
+
+    _replace(SWFResponse, "respond_activity_task_canceled", respond_activity_task_canceled, must_exist=False)
+
+    # A heartbeat's answer says whether the decider asked to cancel the task (moto: always false).
+    heartbeat = _moto(SWFBackend, "record_activity_task_heartbeat")
+
+    def record_activity_task_heartbeat(self) -> str:
+        token = self._params.get("taskToken")
+        heartbeat(self.swf_backend, token, details=self._params.get("details"))
+        task = self.swf_backend._find_activity_task_from_token(token)
+        return json.dumps({"cancelRequested": getattr(task, "cancel_requested_event_id", None) is not None})
+
+    _replace(SWFResponse, "record_activity_task_heartbeat", record_activity_task_heartbeat)
+
+    # DeleteActivityType / DeleteWorkflowType (moto: none): of a deprecated type only, as SWF.
+    def delete_type(self, kind: str) -> str:
+        params = self._params
+        domain = self.swf_backend._get_domain(params.get("domain"))
+        named = params.get(f"{kind}Type") or {}
+        _type = domain.get_type(kind, named.get("name"), named.get("version"))
+        if _type.status != "DEPRECATED":
+            raise type_not_deprecated(_type)
+        del domain.types[kind][_type.name][_type.version]
+        return ""
+
+    _replace(SWFResponse, "delete_activity_type", lambda self: delete_type(self, "activity"), must_exist=False)
+    _replace(SWFResponse, "delete_workflow_type", lambda self: delete_type(self, "workflow"), must_exist=False)

@@ -60,6 +60,10 @@ class Serialized:
 
 @pytest.fixture
 def backend(emu):
+    return make_backend(emu)
+
+
+def make_backend(emu):
     """A backend of its own: domain D (retention 1 day), workflow W on list 'decide', activity A on 'work'."""
     backend = Serialized(moto_swf.SWFBackend(REGION, ACCOUNT), emu.lock)
     emu.backends = lambda: [backend]
