@@ -652,17 +652,10 @@ class Master:
         return self.embedded.process.stdout.fileno()
 
     def read_child(self, child: Child) -> None:
-        try:
-            data = os.read(child.fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:  # the child closed its pipe: it is dying; reap() will see it
+        lines = read_lines(child)
+        if lines is None:  # the child closed its pipe: it is dying; reap() will see it
             self.unregister(child)
             return
-        child.buffer += data
-        *lines, child.buffer = child.buffer.split(b"\n")
         now = self.now()
         child.last_seen = now
         for line in lines:
@@ -1365,17 +1358,10 @@ class Master:
         log.info("backlog counter: %s (pid %d)", ", ".join(f"{t.pool} every {t.interval:g} s" for t in targets), pid)
 
     def counter_said(self, counter: Counter) -> None:
-        try:
-            data = os.read(counter.fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:  # it is dying: reap() sees it
+        lines = read_lines(counter)
+        if lines is None:  # it is dying: reap() sees it
             self.close_counter_pipe(counter)
             return
-        counter.buffer += data
-        *lines, counter.buffer = counter.buffer.split(b"\n")
         counter.last_seen = self.now()
         for line in lines:
             self.counter_line(counter, line)
@@ -1574,6 +1560,24 @@ STACK_DIR_PREFIX = "caravand-stacks-"
 def make_stack_dir(pid: int) -> str:
     """A private directory for the children's stack dump files (see metrics.make_private_dir)."""
     return metrics.make_private_dir(STACK_DIR_PREFIX, pid)
+
+
+def read_lines(reader: Child | Counter) -> list[bytes] | None:
+    """The whole lines waiting in ``reader``'s pipe (a part line stays in its buffer); None once it closed.
+
+    An empty list: nothing to read now (a wake-up of the selector that another read took).
+    """
+    try:
+        data = os.read(reader.fd, 65536)
+    except BlockingIOError:
+        return []
+    except OSError:
+        data = b""
+    if not data:
+        return None
+    reader.buffer += data
+    *lines, reader.buffer = reader.buffer.split(b"\n")
+    return lines
 
 
 def killed_from_outside(status: int) -> bool:

@@ -11,15 +11,15 @@ import selectors
 import signal
 
 import pytest
-from helpers import FakeClock
 from test_master_unit import (  # noqa: F401 - fixtures
-    FakeSystem,
     boot_all,
+    clock,
     exited,
     fake_reload_check_passed,
     logged,
     make_master,
     spawned,
+    system,
 )
 
 from caravand import backlog, config, protocol
@@ -55,16 +55,6 @@ def write(tmp_path, processes="2..6", scaling=SCALING) -> config.Config:
     path = tmp_path / "caravan.ini"
     path.write_text(SCALED.format(processes=processes, scaling=scaling))
     return config.load(str(path))
-
-
-@pytest.fixture
-def clock():
-    return FakeClock(5000.0)
-
-
-@pytest.fixture
-def system(clock):
-    return FakeSystem(clock)
 
 
 @pytest.fixture

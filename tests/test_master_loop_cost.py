@@ -16,28 +16,17 @@ import signal
 
 import pytest
 from test_master_unit import (  # noqa: F401 - fixtures
-    FakeSystem,
     boot_all,
+    clock,
     exited,
     make_master,
     signals_to,
     spawned,
+    system,
     write_config,
 )
 
 from caravand.master import Master
-
-
-@pytest.fixture
-def clock():
-    from helpers import FakeClock
-
-    return FakeClock(5000.0)
-
-
-@pytest.fixture
-def system(clock):
-    return FakeSystem(clock)
 
 
 @pytest.fixture
