@@ -447,3 +447,130 @@ def test_a_master_stops_in_a_moment_though_its_children_polls_are_held_60_s(spaw
     master.send(signal.SIGTERM)
     assert master.wait(timeout=30) == 0
     assert time.monotonic() - stopping < 3, master.output()
+
+
+# -- caravand on the faithful endpoint: what item 4 and item 6 promise, end to end
+
+
+def stall_pools(domain: str, *, activities: bool = True) -> str:
+    """The Stalled workflow's decider pool and (``activities``) its Stall activity pool (tests/workloads/stall_*)."""
+    from test_master_e2e import pool_section
+
+    pools = pool_section("stall", domain=domain, task_list="stall", modules="stall_workflow", processes=1)
+    if activities:
+        pools += "\n" + pool_section("work", use="egg:caravand#activity", domain=domain, task_list="stall-work",
+                                     modules="stall_activities", processes=1)  # fmt: skip
+    return pools
+
+
+def start_stalled(client, domain: str, workflow_id: str, *, stall: bool) -> dict:
+    run_id = client.start_workflow_execution(domain=domain, workflowId=workflow_id,
+                                             workflowType={"name": "Stalled", "version": "1.0"},
+                                             input=json.dumps({"stall": stall}))["runId"]  # fmt: skip
+    return {"workflowId": workflow_id, "runId": run_id}
+
+
+def closed_history(client, domain: str, execution: dict, timeout: float) -> list[dict]:
+    """The execution's history once it closed (waited for up to ``timeout`` s)."""
+
+    def closed():
+        described = client.describe_workflow_execution(domain=domain, execution=execution)
+        return described["executionInfo"]["executionStatus"] == "CLOSED"
+
+    wait_for(closed, timeout, interval=0.2, message=f"{execution['workflowId']} closed")
+    return client.get_workflow_execution_history(domain=domain, execution=execution)["events"]
+
+
+def test_a_killed_activity_workers_task_is_retried_after_its_start_to_close_timeout(endpoint, spawn, tmp_path):
+    """SWF times out a started task whose worker died after its start-to-close timeout (ActivityTaskTimedOut
+    START_TO_CLOSE), and the decider retries it: the workflow completes. moto never timed it out (no heartbeat
+    timeout here): the execution waited for its own 600 s timeout."""
+    from helpers import write_master_ini
+    from test_master_e2e import booted, master_env, pool_children
+
+    ini = write_master_ini(tmp_path / "caravan.ini", endpoint, stall_pools("Stalls"))
+    master = spawn("caravand", str(ini), env=master_env())
+    booted(master, "stall#1")
+    booted(master, "work#1")
+    client = swf_client(endpoint.url)
+    execution = start_stalled(client, "Stalls", "killed", stall=True)
+    wait_for(lambda: "ActivityTaskStarted" in event_types(client, execution, "Stalls"), 20, message="attempt 1 started")
+    [worker] = pool_children(master.pid)["work"]
+    os.kill(worker, signal.SIGKILL)
+    killed = time.monotonic()
+    events = closed_history(client, "Stalls", execution, timeout=40)
+    types = [event["eventType"] for event in events]
+    assert types[-1] == "WorkflowExecutionCompleted", types
+    [timed_out] = [e["activityTaskTimedOutEventAttributes"] for e in events if e["eventType"] == "ActivityTaskTimedOut"]
+    assert timed_out["timeoutType"] == "START_TO_CLOSE"
+    completed = [e["activityTaskCompletedEventAttributes"] for e in events if e["eventType"] == "ActivityTaskCompleted"]
+    assert [c["result"] for c in completed] == ["done at attempt 2"]
+    assert types.index("ActivityTaskTimedOut") < types.index("ActivityTaskCompleted")
+    assert time.monotonic() - killed >= 2  # not before its 3 s timeout (less the time to see it started)
+    master.send(signal.SIGTERM)
+    assert master.wait(timeout=30) == 0
+
+
+def test_a_workflow_started_before_a_caravand_stop_completes_after_its_restart(spawn, tmp_path):
+    """caravand on its embedded endpoint with embedded_state: an execution whose activity was scheduled before a
+    stop is there after the restart, history and task, and completes (moto: every execution lost on a stop)."""
+    from test_master_e2e import booted, master_env
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    state = tmp_path / "run" / "embedded-state.pickle"
+    ini = tmp_path / "caravan.ini"
+
+    def write(pools: str) -> None:
+        ini.write_text(
+            f"[caravand]\nendpoint_url = embedded\nembedded_port = {port}\nembedded_state = {state}\n"
+            "register_domains = true\npoll_timeout = 1\ngraceful_timeout = 25\nmetrics_bind =\n\n" + pools
+        )
+
+    write(stall_pools("Restarts", activities=False))  # no worker yet: the activity waits, scheduled
+    first = spawn("caravand", str(ini), env=master_env())
+    booted(first, "stall#1")
+    client = swf_client(f"http://127.0.0.1:{port}")
+    # Stall as its pool registers it (stall_activities.py), so that the decider can schedule it already.
+    client.register_activity_type(domain="Restarts", name="Stall", version="1.0",
+                                  defaultTaskList={"name": "stall-work"}, defaultTaskStartToCloseTimeout="3",
+                                  defaultTaskHeartbeatTimeout="NONE", defaultTaskScheduleToStartTimeout="NONE",
+                                  defaultTaskScheduleToCloseTimeout="NONE")  # fmt: skip
+    execution = start_stalled(client, "Restarts", "across", stall=False)
+    wait_for(lambda: "ActivityTaskScheduled" in event_types(client, execution, "Restarts"), 20, message="scheduled")
+    before = event_types(client, execution, "Restarts")
+    first.send(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0, first.output()
+    assert state.exists()
+
+    write(stall_pools("Restarts"))
+    second = spawn("caravand", str(ini), env=master_env())
+    booted(second, "work#1")
+    events = closed_history(client, "Restarts", execution, timeout=30)
+    types = [event["eventType"] for event in events]
+    assert types[: len(before)] == before
+    assert types[-1] == "WorkflowExecutionCompleted"
+    assert events[-1]["workflowExecutionCompletedEventAttributes"]["result"] == "done at attempt 1"
+    second.send(signal.SIGTERM)
+    assert second.wait(timeout=30) == 0, second.output()
+
+
+def test_caravanctl_cancel_asks_the_execution_to_cancel_itself(endpoint):
+    """caravanctl cancel (RequestCancelWorkflowExecution) on the local endpoint: WorkflowExecutionCancelRequested
+    and a decision task, as on SWF (moto: no such call, caravanctl said the emulator lacks it)."""
+    from helpers import run_cli
+
+    client = swf_client(endpoint.url)
+    register(client, "Cancels")
+    execution = start_execution(client, domain="Cancels")
+    decide(client, [], domain="Cancels")
+    result = run_cli("caravanctl", "-d", "Cancels", "cancel", "-i", "w")
+    assert result.returncode == 0, result.stderr
+    assert event_types(client, execution, "Cancels")[-2:] == [
+        "WorkflowExecutionCancelRequested",
+        "DecisionTaskScheduled",
+    ]
+    decide(client, [{"decisionType": "CancelWorkflowExecution"}], domain="Cancels")
+    info = client.describe_workflow_execution(domain="Cancels", execution=execution)["executionInfo"]
+    assert (info["closeStatus"], info["cancelRequested"]) == ("CANCELED", True)
