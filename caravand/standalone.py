@@ -105,9 +105,17 @@ def start(poller) -> None:
         notes.setLevel(level)
 
 
-def serve(poller) -> int:
+#: Said on the first Ctrl-C: SWF may hold the poll in flight a minute, and a silent minute looks hung.
+STOPPING_NOTE = (
+    "{prog}: stopping after the poll in flight (SWF may hold it up to {hold:g} s) and the task in hand; "
+    "Ctrl-C again to quit at once\n"
+)
+
+
+def serve(poller, prog: str = "caravan-poller") -> int:
     """Run ``poller`` until SIGTERM or Ctrl-C; a second Ctrl-C interrupts at once."""
     interrupts = 0
+    hold = getattr(poller.endpoint, "poll_hold", swf.SWF_POLL_HOLD)
 
     def on_signal(signum, frame):
         nonlocal interrupts
@@ -115,6 +123,10 @@ def serve(poller) -> int:
             interrupts += 1
             if interrupts > 1:
                 raise KeyboardInterrupt
+            try:  # a plain write: the main thread may be inside logging's lock
+                os.write(sys.stderr.fileno(), STOPPING_NOTE.format(prog=prog, hold=hold).encode())
+            except (OSError, ValueError):
+                pass
         poller.stop()  # only sets flags: safe in a handler
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -125,11 +137,11 @@ def serve(poller) -> int:
 
 
 def decider(ctx: Context, args) -> int:
-    return serve(load(Decider, Workflow, ctx, args, on_error=args.on_error))
+    return serve(load(Decider, Workflow, ctx, args, on_error=args.on_error), "caravan-decider")
 
 
 def activity(ctx: Context, args) -> int:
-    return serve(load(ActivityWorker, Activity, ctx, args))
+    return serve(load(ActivityWorker, Activity, ctx, args), "caravan-activity")
 
 
 def decider_main(argv: list[str] | None = None) -> int:

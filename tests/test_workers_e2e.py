@@ -163,6 +163,24 @@ def test_sigterm_during_an_activity_finishes_and_answers_it(client, spawn, tmp_p
     assert "stopped: Slow/slow (completed 1" in worker.output()
 
 
+def test_a_first_ctrl_c_says_it_waits_for_the_poll_and_a_second_quits_at_once(client, spawn):
+    """SWF may hold the poll in flight a minute: a silent minute after Ctrl-C looks hung, so it says why."""
+    register_domain(client, "Quiet")
+    first = spawn("caravan-decider", "-d", "Quiet", "-m", "caravand.examples.demo", "-t", "t")
+    first.wait_output("polling: Quiet/t")
+    first.send(signal.SIGINT)
+    first.wait_output("caravan-decider: stopping after the poll in flight (SWF may hold it up to 60 s)")
+    assert first.wait(timeout=20) == 0  # the session's endpoint holds a poll 1 s
+    assert "stopped: Quiet/t" in first.output()
+    second = spawn("caravan-decider", "-d", "Quiet", "-m", "caravand.examples.demo", "-t", "t")
+    second.wait_output("polling: Quiet/t")
+    second.send(signal.SIGINT)
+    second.wait_output("Ctrl-C again to quit at once")
+    second.send(signal.SIGINT)
+    assert second.wait(timeout=20) == 130  # interrupted, as a shell's Ctrl-C: no traceback
+    assert "Traceback" not in second.output() and "stopped: Quiet/t" not in second.output()
+
+
 # -- issue 8: a new user's path
 
 
