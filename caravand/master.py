@@ -695,15 +695,16 @@ class Master:
         if autoscaler is not None and child.state is not was:  # every change of who works, not a sample a second
             autoscaler.observe(child.pool.busy(), child.pool.target)
 
-    def unregister(self, child: Child) -> None:
-        if child.fd >= 0:
-            assert self.selector is not None  # start() made it, before any child had a pipe
+    def unregister(self, reader: Child | Counter) -> None:
+        """Close the pipe a child or the backlog counter speaks through, out of the selector first; once."""
+        if reader.fd >= 0:
+            assert self.selector is not None  # start() made it, before any pipe existed
             try:
-                self.selector.unregister(child.fd)
+                self.selector.unregister(reader.fd)
             except (KeyError, ValueError):
                 pass
-            os.close(child.fd)
-            child.fd = -1
+            os.close(reader.fd)
+            reader.fd = -1
 
     def reap(self) -> None:
         while True:
@@ -1360,7 +1361,7 @@ class Master:
     def counter_said(self, counter: Counter) -> None:
         lines = read_lines(counter)
         if lines is None:  # it is dying: reap() sees it
-            self.close_counter_pipe(counter)
+            self.unregister(counter)
             return
         counter.last_seen = self.now()
         for line in lines:
@@ -1379,17 +1380,6 @@ class Master:
             pool.autoscaler.counted(message.count, pool.target)
             self.pools_changed = True  # a step may be due now
 
-    def close_counter_pipe(self, counter: Counter) -> None:
-        if counter.fd < 0:
-            return
-        assert self.selector is not None  # start() made it
-        try:
-            self.selector.unregister(counter.fd)
-        except (KeyError, ValueError):
-            pass
-        os.close(counter.fd)
-        counter.fd = -1
-
     def kill_counter(self, why: str) -> None:
         """The counter goes at once (it holds nothing: a count is read-only); reap() forgets it."""
         counter = self.counter
@@ -1397,7 +1387,7 @@ class Master:
             return
         counter.killed = True
         log.debug("backlog counter (pid %d): ending it: %s", counter.pid, why)
-        self.close_counter_pipe(counter)
+        self.unregister(counter)
         try:
             self.system.kill(counter.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -1406,7 +1396,7 @@ class Master:
     def counter_exited(self, status: int) -> None:
         counter = self.counter
         assert counter is not None  # reap() found its pid
-        self.close_counter_pipe(counter)
+        self.unregister(counter)
         self.counter = None
         if counter.killed or self.stopping:
             return

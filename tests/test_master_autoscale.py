@@ -237,7 +237,7 @@ def forks(master, monkeypatch):
     monkeypatch.setattr(master, "fork", fake_fork)
     yield pids
     if master.counter is not None:
-        master.close_counter_pipe(master.counter)
+        master.unregister(master.counter)
     master.selector.close()
 
 
