@@ -243,7 +243,11 @@ def test_the_readmes_greeting_block_works_as_pasted(endpoint, client, spawn):
             assert described.returncode == 0, described.stderr
             return "Status:            COMPLETED" in described.stdout and described.stdout
 
-        described = wait_for(result, timeout=60, message="hello-1 to complete")
+        try:
+            described = wait_for(result, timeout=60, message="hello-1 to complete")
+        except AssertionError as late:  # say what the workers and SWF saw: a flake must be diagnosable
+            events = [e["eventType"] for e in history(client, "CaravanDemo", "hello-1")]
+            raise AssertionError(f"{late}\nhistory: {events}\nworkers:\n{shell.output()[-4000:]}") from None
         assert "Result:            Hello, World!" in described
         # One line per task at the default level, as the daemon's children print them.
         output = shell.output()  # the workers write where the shell did
