@@ -134,6 +134,11 @@ class Child:
     def label(self) -> str:
         return f"{self.pool.name}#{self.index}"
 
+    @property
+    def busy(self) -> bool:
+        """A task in hand, or its history being paged: not spare."""
+        return self.state in (ChildState.WORKING, ChildState.PAGING)
+
     def escalate(self, stage: KillStage) -> None:
         """The one place the kill stage moves: forward only (see KillStage)."""
         if not self.kill_stage.may_become(stage):
@@ -257,16 +262,15 @@ class Pool:
         self.spec = spec
         if not spec.autoscaled:
             self.autoscaler, self.target = None, spec.processes
-        elif self.autoscaler is None:
+            return
+        if self.autoscaler is None:
             self.autoscaler = Autoscaler(spec, self.health.clock)
-            self.target = self.autoscaler.bound(self.target)
-        else:
-            self.autoscaler.spec = spec
-            self.target = self.autoscaler.bound(self.target)
+        self.autoscaler.spec = spec
+        self.target = self.autoscaler.bound(self.target)
 
     def busy(self) -> int:
         """Its children that work now (a task in hand, or its history being paged)."""
-        return sum(c.state in (ChildState.WORKING, ChildState.PAGING) for c in self.active())
+        return sum(c.busy for c in self.active())
 
     def active(self) -> list[Child]:
         """Children that count towards the target: not leaving, not being replaced."""
@@ -439,10 +443,7 @@ class Master:
         wakes += [p.health.next_check() or now + TICK for p in self.pools.values()]
         # A child's deadline passing must be seen then, not at the next tick.
         wakes.append(self.next_watch)
-        if not self.pools_changed:
-            wakes.append(self.next_manage)
-        else:
-            wakes.append(now)
+        wakes.append(now if self.pools_changed else self.next_manage)
         wakes += [r.deadline for r in self.registrars.values() if not r.killed]
         wakes += [c.deadline for c in self.reload_checks.values() if not c.timed_out]
         wakes += [p.registration_retry_at for p in self.pools.values() if p.registration == "failed"]
@@ -452,7 +453,7 @@ class Master:
             wakes.append(self.metrics_relaunch_at)
         if self.counter is not None and not self.counter.killed:
             wakes.append(self.counter.last_seen + backlog.SILENCE_LIMIT)
-        elif self.counter is None and self.backlog_targets():
+        elif self.counter is None and self.counter_relaunch_at > now:  # a relaunch after backoff
             wakes.append(self.counter_relaunch_at)
         if self.notifier.watchdog_interval:
             wakes.append(self.next_watchdog)
@@ -923,8 +924,7 @@ class Master:
                 if step is not None:
                     self.scale(pool, step)
             # The spare go first, the busy last (each is drained, never killed: its task is finished).
-            spare_first = sorted(pool.active(), key=lambda c: (c.state in (ChildState.WORKING, ChildState.PAGING),
-                                                                 -c.index))  # fmt: skip
+            spare_first = sorted(pool.active(), key=lambda c: (c.busy, -c.index))
             for child in sorted(spare_first[: max(0, len(spare_first) - pool.target)], key=lambda c: c.index):
                 self.retire(child, "scaled down", reason="scale")
             missing = pool.target - len(pool.active())
@@ -1143,15 +1143,18 @@ class Master:
         if not self.notifier.enabled:
             return
         fields = []
-        if self.ready_sent and now < self.next_status and not self.notifier.watchdog_interval:
-            return
-        if self.ready_sent and now < self.next_status:
-            status = self.last_status  # at most once per TICK: it walks every child
-        else:
+        # Until READY=1, each pass; then STATUS= at most once per TICK: it walks every child.
+        fresh = not self.ready_sent or now >= self.next_status
+        if fresh:
             status, self.next_status = self.status_line(), now + TICK
+        else:
+            status = self.last_status
         # A FATAL pool counts as settled: one broken pool must not fail the whole service.
-        settled = [len(p.booted()) >= p.target or p.health.state is PoolState.FATAL for p in self.pools.values()]
-        if not self.ready_sent and not self.stopping and all(settled):
+        if (
+            not self.ready_sent
+            and not self.stopping
+            and all(len(p.booted()) >= p.target or p.health.state is PoolState.FATAL for p in self.pools.values())
+        ):
             self.ready_sent = True
             fields.append("READY=1")
             fatal = [p.name for p in self.pools.values() if p.health.state is PoolState.FATAL]
@@ -1293,11 +1296,7 @@ class Master:
     def stop_metrics(self) -> None:
         """At exit: the metrics child goes (it holds nothing), and the socket closes."""
         if self.metrics_pid is not None:
-            try:
-                self.system.kill(self.metrics_pid, signal.SIGKILL)
-                self.system.waitpid(self.metrics_pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
+            self.end_helper(self.metrics_pid)
             self.metrics_pid = None
         if self.metrics_socket is not None:
             self.metrics_socket.close()
@@ -1408,13 +1407,17 @@ class Master:
         """At exit: the counter goes, and is waited for."""
         if self.counter is None:
             return
-        pid = self.counter.pid
         self.kill_counter("the master exits")
-        try:
-            self.system.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
+        self.end_helper(self.counter.pid)
         self.counter = None
+
+    def end_helper(self, pid: int) -> None:
+        """At exit: SIGKILL a helper that holds nothing (metrics, counter), and wait for it."""
+        try:
+            self.system.kill(pid, signal.SIGKILL)
+            self.system.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
 
     def export_metrics(self, now: float) -> None:
         """Write the master's gauges: children by state, targets, pool states, the oldest beat's age.
