@@ -15,18 +15,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import sys
 import time
+from typing import NoReturn
 
 from caravand import protocol, swf
-from caravand.child import become_helper
+from caravand.child import BEAT_INTERVAL, become_helper, run_helper
 
 log = logging.getLogger(__name__)
 
 #: Each count ends within this, its retries included (a throttled call is tried again).
 COUNT_BUDGET = 10.0
-#: The counter says BEAT at least this often while it waits for the next count.
-BEAT_INTERVAL = 5.0
 #: The master kills a counter silent for this long (stuck beyond its calls' own timeouts) and forks another.
 SILENCE_LIMIT = 3 * COUNT_BUDGET + BEAT_INTERVAL
 OPERATIONS = {"decider": "count_pending_decision_tasks", "activity": "count_pending_activity_tasks"}
@@ -72,19 +70,15 @@ class BacklogProcess:
         self.sleep = sleep
         self.client = client  # built in run() unless given (tests)
 
-    def run(self) -> None:
-        code = 1
-        try:
-            become_helper(self.parent_pid, "caravand: backlog " + " ".join(t.pool for t in self.targets))
-            clients = swf.Clients(self.endpoint, session=self.session or swf.make_session(self.endpoint))
-            self.client = swf.BoundedClient(clients, COUNT_BUDGET)
-            self.loop()
-        except BaseException:
-            log.exception("backlog counter failed")
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+    def run(self) -> NoReturn:
+        run_helper(self.main, "backlog counter failed")
+
+    def main(self) -> int:
+        become_helper(self.parent_pid, "caravand: backlog " + " ".join(t.pool for t in self.targets))
+        clients = swf.Clients(self.endpoint, session=self.session or swf.make_session(self.endpoint))
+        self.client = swf.BoundedClient(clients, COUNT_BUDGET)
+        self.loop()
+        return 1  # the loop returns only if it broke
 
     def loop(self, passes: int | None = None) -> None:
         """Count each target when due, the first at once; ``passes`` bounds it (tests)."""

@@ -31,6 +31,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import NoReturn
 
 import setproctitle
 
@@ -368,6 +370,22 @@ def reopen_output(path: str) -> None:
     os.close(fd)
 
 
+def run_helper(main: Callable[[], int], failure: str) -> NoReturn:
+    """End a throwaway child of the master with ``main()``'s exit code, 1 if it raised (logged as ``failure``).
+
+    It never returns: the master's code must not go on in a child.
+    """
+    code = 1
+    try:
+        code = main()
+    except BaseException:
+        log.exception(failure)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 def become_helper(parent_pid: int, title: str) -> None:
     """What a throwaway child of the master (a registrar, an import check) does first after fork.
 
@@ -402,16 +420,8 @@ class RegistrarProcess:
         self.timeout = timeout
         self.session = session
 
-    def run(self) -> None:
-        code = 1
-        try:
-            code = self.main()
-        except BaseException:
-            log.exception("registration failed: %s", self.pool.name)
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+    def run(self) -> NoReturn:
+        run_helper(self.main, f"registration failed: {self.pool.name}")
 
     def main(self) -> int:
         become_helper(self.parent_pid, f"caravand: register {self.pool.name} [{self.pool.domain}]")
@@ -440,17 +450,13 @@ class MetricsProcess:
         self.parent_pid = parent_pid
         self.address = address
 
-    def run(self) -> None:
-        code = 1
-        try:
-            become_helper(self.parent_pid, f"caravand: metrics {self.address}")
-            metrics.serve(self.sock)
-        except BaseException:
-            log.exception("metrics endpoint failed: %s", self.address)
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+    def run(self) -> NoReturn:
+        run_helper(self.serve, f"metrics endpoint failed: {self.address}")
+
+    def serve(self) -> int:
+        become_helper(self.parent_pid, f"caravand: metrics {self.address}")
+        metrics.serve(self.sock)
+        return 1  # serve() returns only if it broke
 
 
 def run_import_check(config, fd: int, parent_pid: int) -> None:
