@@ -498,11 +498,10 @@ POOL_SETTINGS = (
     Setting("scale_cooldown", parse_seconds_or_zero, "60", "autoscaling: seconds between two steps"),
 )
 
-#: The settings that size a pool, not its work: a reload that changes only these resizes it in place.
-SIZING = ("processes", "scale_max", "backlog_interval", "scale_up_backlog", "scale_up_after", "scale_down_after",
-          "scale_cooldown")  # fmt: skip
 #: The settings that mean something only for a pool that autoscales (processes = MIN..MAX).
 SCALING = ("scale_up_backlog", "scale_up_after", "scale_down_after", "scale_cooldown")
+#: The settings that size a pool, not its work: a reload that changes only these resizes it in place.
+SIZING = ("processes", "scale_max", "backlog_interval", *SCALING)
 
 
 @dataclasses.dataclass(frozen=True)

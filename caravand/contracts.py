@@ -33,8 +33,9 @@ class PollerLike(Protocol):
     ``start()``
         Build the clients (after fork: never in ``__init__``). caravand's own
         :class:`~caravand.poller.Poller` also takes ``session=``, the boto3
-        session the master warmed before fork (with ``preload``), and gets
-        it (:func:`start_poller`); a poller of one's own is started with no
+        session the master warmed before fork (with ``preload``), and
+        ``poll_client=``, the poll client the master built from it, and gets
+        them (:func:`start_poller`); a poller of one's own is started with no
         argument. If it raises, the child logs ``failed to boot``, tells the
         master why (FAILED) and exits 3: a failed start of its pool, which
         backs off, then goes FATAL after ``max_restarts``.

@@ -32,6 +32,8 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
+import time
 from typing import TYPE_CHECKING
 
 from caravand.poller import Hooks
@@ -367,9 +369,6 @@ def make_app(clock=None):
     One scrape at a time: before it reads, the files of dead processes are
     folded into one archive (``archive_dead``) at most every ARCHIVE_INTERVAL.
     """
-    import threading
-    import time
-
     from prometheus_client import CollectorRegistry, make_wsgi_app, multiprocess
 
     registry = CollectorRegistry()
@@ -379,15 +378,16 @@ def make_app(clock=None):
     # archiving and reading take turns (scrapes are rare and quick).
     lock = threading.Lock()
     clock = clock or time.monotonic
-    next_archive = [0.0]
+    next_archive = 0.0
 
     def app(environ, start_response):
+        nonlocal next_archive
         if environ.get("PATH_INFO") != PATH:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"caravand serves /metrics\n"]
         with lock:
-            if clock() >= next_archive[0]:
-                next_archive[0] = clock() + ARCHIVE_INTERVAL
+            if clock() >= next_archive:
+                next_archive = clock() + ARCHIVE_INTERVAL
                 try:
                     archive_dead(os.environ[ENV])
                 except OSError as exc:  # a full disk: the scrape still answers, from the files as they are
@@ -455,7 +455,6 @@ MAX_CONNECTIONS = 16
 
 def serve(sock: socket.socket) -> None:
     """Serve ``/metrics`` on the listening ``sock`` forever: a thread per connection, each with a timeout."""
-    import threading
     from wsgiref.simple_server import WSGIRequestHandler
 
     from prometheus_client.exposition import ThreadingWSGIServer
