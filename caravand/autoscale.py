@@ -14,7 +14,7 @@ one process per host, caravand.backlog). So:
 - at most one step per ``scale_cooldown``, whatever asks for it (TTIN and
   TTOU too), so that a step's effect is seen before the next.
 
-The master asks ``decide`` on each pass and applies the answer; a child
+The master asks ``decide`` when it manages its pools and applies the answer; a child
 scaled down is retired like any other (SIGTERM: its poll returns and what it
 brings is run), never killed. Pure logic on an injected clock: tests drive
 it with a fake one.
@@ -62,7 +62,7 @@ class Autoscaler:
             self.spare_since = None
 
     def observe(self, busy: int, target: int) -> None:
-        """Each pass: ``busy`` children work (or page a history) now, of ``target``."""
+        """``busy`` children work (or page a history) now, of ``target``: told on every change of either."""
         if busy >= target:
             self.spare_since = None
         elif self.spare_since is None:
